@@ -141,7 +141,10 @@ type Entry struct {
 	Pattern          Pattern
 	SiteKey          string
 	RPCProgram       uint32
-	Description      string
+	// Portmapper marks rpcbind, whose answers reveal the ports of the
+	// dynamic rows (mountd).
+	Portmapper  bool
+	Description string
 	// Source is SourceXCAT, SourcePortwatch or the site file that added it.
 	Source string
 	// File and Line locate the row's definition, for error messages.

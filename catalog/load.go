@@ -626,6 +626,14 @@ func parseRow(item *yaml.Node, file string, builtin bool) (*Entry, error) {
 			return nil
 		}),
 		"description": scalar("description", func(s string) error { e.Description = s; return nil }),
+		"portmapper": scalar("portmapper", func(s string) error {
+			b, err := strconv.ParseBool(s)
+			if err != nil {
+				return fmt.Errorf("%q: want true or false", s)
+			}
+			e.Portmapper = b
+			return nil
+		}),
 	}
 	if builtin {
 		handlers["source"] = scalar("source", func(s string) error {
