@@ -1,0 +1,63 @@
+# portwatch: build, test and demo. `make help` lists the targets.
+
+GO        ?= go
+# The pinned BPF compiler: Debian 12's clang-19. `make generate` and
+# `make check-generated` use it; `go build` needs no clang at all, because the
+# generated objects are committed.
+BPF_CLANG ?= clang-19
+BPF_STRIP ?= llvm-strip-19
+MULTIARCH := $(shell gcc -print-multiarch 2>/dev/null || echo x86_64-linux-gnu)
+BPF_CFLAGS := -O2 -g -Wall -Werror -I/usr/include/$(MULTIARCH)
+
+VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+LDFLAGS   := -X main.version=$(VERSION)
+BIN       := bin/portwatch
+
+# Fuzz targets run briefly by `make fuzz` (CI): package and target names.
+FUZZTIME  ?= 20s
+FUZZ_TARGETS ?=
+
+# Arguments for the demo.
+SCENARIO  ?= drop-tftp
+
+.PHONY: all build generate check-generated test bench fuzz lint demo cross help deps
+
+all: build
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
+
+build: ## build bin/portwatch
+	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/portwatch
+
+generate: ## rebuild the BPF objects and their Go bindings with the pinned clang
+	BPF2GO_CC=$(BPF_CLANG) BPF2GO_STRIP=$(BPF_STRIP) BPF2GO_CFLAGS='$(BPF_CFLAGS)' $(GO) generate ./bpf
+
+check-generated: generate ## regenerate, and fail if the committed objects differ
+	git diff --exit-code -- bpf/ || { echo "bpf/: generated files are stale: run make generate and commit them" >&2; exit 1; }
+
+test: ## run every test (as root, the BPF, lab and end-to-end tests too)
+	$(GO) test -count=1 -timeout 60m ./...
+
+bench: ## run the benchmarks (figures go in BENCHMARKS.md)
+	$(GO) test -run '^$$' -bench . -benchmem -count 1 -timeout 60m ./...
+
+fuzz: ## run each fuzz target briefly
+	@set -e; for t in $(FUZZ_TARGETS); do \
+		pkg=$${t%%:*}; name=$${t##*:}; \
+		echo "fuzz $$pkg $$name ($(FUZZTIME))"; \
+		$(GO) test -run '^$$' -fuzz "^$$name$$" -fuzztime $(FUZZTIME) $$pkg; \
+	done
+
+lint: ## gofmt, go vet, staticcheck
+	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "not gofmt-formatted:"; echo "$$out"; exit 1; fi
+	$(GO) vet ./...
+	$(GO) tool staticcheck ./...
+
+cross: ## build for AIX (ppc64), linux/arm64 and linux/ppc64le
+	GOOS=aix GOARCH=ppc64 CGO_ENABLED=0 $(GO) build -o /dev/null ./cmd/portwatch
+	GOOS=linux GOARCH=arm64 CGO_ENABLED=0 $(GO) build -o /dev/null ./cmd/portwatch
+	GOOS=linux GOARCH=ppc64le CGO_ENABLED=0 $(GO) build -o /dev/null ./cmd/portwatch
+
+demo: build ## the main job on the built-in lab (SCENARIO=open|drop-tftp|...)
+	@echo "demo: not wired yet" >&2; exit 1

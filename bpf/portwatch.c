@@ -1,0 +1,842 @@
+//go:build ignore
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+/*
+ * portwatch's packet program: an XDP program for ingress and a TC program for
+ * egress share one parser and one set of maps, so a management node sees both
+ * the requests it receives and the answers it sends.
+ *
+ * The observer never changes traffic: every path returns XDP_PASS or
+ * TC_ACT_UNSPEC (TCX_NEXT). Direction comes from packet contents, never from
+ * the hook, so the same logic serves ingress, egress, a mirror port and the Go
+ * twin that reads captures (twin.go mirrors this file function by function).
+ *
+ * Cost rules: established TCP data touches only arrays (the port map and the
+ * per-CPU counters); hash maps are used only by packets that change an
+ * exchange's state (SYN, SYN-ACK, RST, UDP requests and answers, ICMP errors).
+ * The C code holds no port numbers: the loader fills the port map from the
+ * catalog.
+ */
+#include <stdbool.h>
+#include <linux/bpf.h>
+#include <linux/if_ether.h>
+#include <linux/in.h>
+#include <linux/ip.h>
+#include <linux/ipv6.h>
+#include <linux/tcp.h>
+#include <linux/udp.h>
+#include <linux/icmpv6.h>
+#include <linux/pkt_cls.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_endian.h>
+
+#include "portwatch.h"
+
+char LICENSE[] SEC("license") = "Dual BSD/GPL";
+
+#define EEXIST 17
+#define IP_MF 0x2000
+#define IP_OFFSET 0x1fff
+#define IP6_OFFSET 0xfff8
+#define IP6_MF 0x0001
+/* TC programs pull at most this much into the linear area, enough for any
+ * header chain portwatch parses. */
+#define TC_PULL_BYTES 256
+
+/* The shortest BOOTP prefix that pairs an exchange: op .. chaddr[6]. */
+#define BOOTP_PAIR_BYTES 34
+#define BOOTP_REQUEST 1
+#define BOOTP_REPLY 2
+
+/* Types that only userspace reads, referenced once so that they reach BTF
+ * and bpf2go generates their Go side. */
+struct userspace_types {
+	enum parse_counter parse_counter;
+	enum port_flags port_flags;
+	enum exchange_kind exchange_kind;
+	enum proto_slot proto_slot;
+	struct learn_meta learn_meta;
+};
+const struct userspace_types *unused_userspace_types __attribute__((unused));
+
+struct {
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(max_entries, SLOT_COUNT * 65536);
+	__type(key, __u32);
+	__type(value, struct port_entry);
+} ports SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, PW_MAX_SERVICES);
+	__type(key, __u32);
+	__type(value, struct service_counters);
+} service_stats SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct parse_counters);
+} parse_stats SEC(".maps");
+
+/* One shared LRU (not per CPU): its memory does not grow with the CPUs. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 65536);
+	__type(key, struct exchange_key);
+	__type(value, struct exchange_value);
+} exchanges SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, struct ephemeral_key);
+	__type(value, struct ephemeral_value);
+} ephemeral SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 4096);
+	__type(key, struct unexpected_key);
+	__type(value, struct unexpected_value);
+} unexpected SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, 16384);
+	__type(key, struct flow_key);
+	__type(value, struct flow_value);
+} udp_flows SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERF_EVENT_ARRAY);
+	__uint(key_size, sizeof(__u32));
+	__uint(value_size, sizeof(__u32));
+} learn_events SEC(".maps");
+
+/* ICMPv4, declared here because linux/icmp.h pulls in libc headers. */
+#define ICMP_DEST_UNREACH 3
+#define ICMP_PORT_UNREACH 3
+#define ICMP_NET_ANO 9
+#define ICMP_HOST_ANO 10
+#define ICMP_PKT_FILTERED 13
+
+struct icmphdr {
+	__u8 type;
+	__u8 code;
+	__sum16 checksum;
+	__be32 rest;
+};
+
+struct vlan_hdr {
+	__be16 tci;
+	__be16 encapsulated_proto;
+};
+
+struct ipv6_frag {
+	__u8 nexthdr;
+	__u8 reserved;
+	__be16 frag_off;
+	__be32 identification;
+};
+
+struct bootp_head {
+	__u8 op;
+	__u8 htype;
+	__u8 hlen;
+	__u8 hops;
+	__be32 xid;
+	__be16 secs;
+	__be16 flags;
+	__be32 ciaddr;
+	__be32 yiaddr;
+	__be32 siaddr;
+	__be32 giaddr;
+	__u8 chaddr[6];
+};
+
+/* The parse state of one packet. */
+struct pkt {
+	void *ctx;
+	void *data_end;
+	struct parse_counters *pc;
+	__u64 len;
+	__u32 src[4]; /* IPv6, or IPv4-mapped */
+	__u32 dst[4];
+};
+
+enum direction {
+	DIR_NONE,
+	DIR_REQUEST, /* toward the service port */
+	DIR_REPLY,   /* from the service port */
+};
+
+/* A service as resolved from a packet's ports. */
+struct resolved {
+	__u16 service;
+	__u8 flags;
+	__u8 dir; /* enum direction */
+};
+
+static __always_inline void count(struct pkt *p, int which)
+{
+	p->pc->count[which]++;
+}
+
+static __always_inline void map_v4(__u32 *out, __be32 addr)
+{
+	out[0] = 0;
+	out[1] = 0;
+	out[2] = bpf_htonl(0xffff);
+	out[3] = addr;
+}
+
+static __always_inline struct port_entry *port_lookup(__u32 slot, __u16 port)
+{
+	__u32 idx = (slot << 16) | port;
+	return bpf_map_lookup_elem(&ports, &idx);
+}
+
+/* The row a client reaches at a server port: a client from a privileged
+ * port (the table's Range column) may reach another row (rsh vs syslog). */
+static __always_inline __u16 serving(struct port_entry *pe, __u16 client_port)
+{
+	if (!pe || (pe->flags & PORT_CLIENT_PORT))
+		return 0;
+	if (client_port != 0 && client_port < 1024)
+		return pe->priv_service;
+	return pe->service;
+}
+
+/* Which side of a packet is the service. When both ports are catalog ports,
+ * the lower one is: clients send from high ports, and privileged-source
+ * clients (rsh, NFS) still from ports above the service's own in practice. */
+static __always_inline struct resolved resolve(struct port_entry *pd, struct port_entry *ps, __u16 sport,
+					       __u16 dport)
+{
+	struct resolved r = {};
+	__u16 sd = serving(pd, sport);
+	__u16 ss = serving(ps, dport);
+
+	if (sd && (!ss || dport <= sport)) {
+		r.service = sd;
+		r.flags = pd->flags;
+		r.dir = DIR_REQUEST;
+	} else if (ss) {
+		r.service = ss;
+		r.flags = ps->flags;
+		r.dir = DIR_REPLY;
+	}
+	return r;
+}
+
+static __always_inline struct service_counters *service_counters(__u16 service)
+{
+	__u32 key = service;
+	return bpf_map_lookup_elem(&service_stats, &key);
+}
+
+/* Count a packet of a service (0: no catalog row) in its direction. */
+static __always_inline struct service_counters *count_service(struct pkt *p, __u16 service, int dir)
+{
+	struct service_counters *sc = service_counters(service);
+	if (!sc)
+		return 0;
+	sc->packets++;
+	sc->bytes += p->len;
+	if (dir == DIR_REQUEST)
+		sc->requests++;
+	else if (dir == DIR_REPLY)
+		sc->replies++;
+	return sc;
+}
+
+/* Find or create an exchange; NULL when the table cannot take it. */
+static __always_inline struct exchange_value *exchange_touch(struct pkt *p, struct exchange_key *k, bool *created)
+{
+	__u64 now = bpf_ktime_get_ns();
+	struct exchange_value *v = bpf_map_lookup_elem(&exchanges, k);
+	if (v) {
+		v->last_ns = now;
+		return v;
+	}
+	struct exchange_value fresh = {};
+	fresh.first_ns = now;
+	fresh.last_ns = now;
+	long err = bpf_map_update_elem(&exchanges, k, &fresh, BPF_NOEXIST);
+	if (err == 0) {
+		count(p, PC_EXCHANGE_NEW);
+		*created = true;
+	} else if (err != -EEXIST) {
+		count(p, PC_MAP_UPDATE_FAILED);
+		return 0;
+	}
+	return bpf_map_lookup_elem(&exchanges, k);
+}
+
+static __always_inline struct exchange_value *exchange_ip(struct pkt *p, __u16 service, __u32 *client, __u32 *server)
+{
+	struct exchange_key k = {};
+	bool created = false;
+	__builtin_memcpy(k.client, client, 16);
+	__builtin_memcpy(k.server, server, 16);
+	k.service = service;
+	k.kind = EXCHANGE_IP;
+	return exchange_touch(p, &k, &created);
+}
+
+static __always_inline void record_unexpected(struct pkt *p, __u8 proto, __u32 *server, __u16 port, __u32 *client)
+{
+	struct unexpected_key k = {};
+	__builtin_memcpy(k.server, server, 16);
+	k.port = port;
+	k.proto = proto;
+
+	__u64 now = bpf_ktime_get_ns();
+	struct unexpected_value *v = bpf_map_lookup_elem(&unexpected, &k);
+	if (!v) {
+		struct unexpected_value fresh = {};
+		fresh.first_ns = now;
+		long err = bpf_map_update_elem(&unexpected, &k, &fresh, BPF_NOEXIST);
+		if (err == 0)
+			count(p, PC_UNEXPECTED_NEW);
+		else if (err != -EEXIST) {
+			count(p, PC_MAP_UPDATE_FAILED);
+			return;
+		}
+		v = bpf_map_lookup_elem(&unexpected, &k);
+		if (!v)
+			return;
+	}
+	v->last_ns = now;
+	__sync_fetch_and_add(&v->answers, 1);
+	__builtin_memcpy(v->client, client, 16);
+}
+
+/* Hand a copy of a portmapper packet to userspace, which learns the dynamic
+ * ports from it. rpcbind traffic is rare, so the copy costs nothing that
+ * matters. */
+static __always_inline void learn(struct pkt *p)
+{
+	struct learn_meta meta = {};
+	__u64 bytes = p->len;
+	if (bytes > LEARN_MAX_BYTES)
+		bytes = LEARN_MAX_BYTES;
+	meta.frame_len = bytes;
+	bpf_perf_event_output(p->ctx, &learn_events, BPF_F_CURRENT_CPU | (bytes << 32), &meta, sizeof(meta));
+}
+
+static __always_inline void on_tcp(struct pkt *p, struct tcphdr *th)
+{
+	__u16 sport = bpf_ntohs(th->source);
+	__u16 dport = bpf_ntohs(th->dest);
+	struct port_entry *pd = port_lookup(SLOT_TCP, dport);
+	struct port_entry *ps = port_lookup(SLOT_TCP, sport);
+	bool syn = th->syn, ack = th->ack, rst = th->rst;
+	struct resolved r = {};
+
+	if (syn && !ack) {
+		/* A SYN names the service it asks for. */
+		r.service = serving(pd, sport);
+		r.dir = r.service ? DIR_REQUEST : DIR_NONE;
+	} else if (syn && ack) {
+		r.service = serving(ps, dport);
+		r.dir = r.service ? DIR_REPLY : DIR_NONE;
+	} else {
+		r = resolve(pd, ps, sport, dport);
+	}
+
+	struct service_counters *sc = count_service(p, r.service, r.dir);
+	if (sc) {
+		if (syn && !ack)
+			sc->syn++;
+		if (syn && ack)
+			sc->syn_ack++;
+		if (rst)
+			sc->rst++;
+	}
+
+	if (r.dir == DIR_NONE) {
+		count(p, PC_NON_CATALOG);
+		if (syn && ack)
+			record_unexpected(p, IPPROTO_TCP, p->src, sport, p->dst);
+		return;
+	}
+
+	struct exchange_value *v;
+	if (syn && !ack) {
+		v = exchange_ip(p, r.service, p->src, p->dst);
+		if (!v)
+			return;
+		__u32 seq = bpf_ntohl(th->seq);
+		if (v->last_port == sport && v->last_seq == seq && (v->attempts | v->retransmits)) {
+			__sync_fetch_and_add(&v->retransmits, 1);
+		} else {
+			__sync_fetch_and_add(&v->attempts, 1);
+			v->last_port = sport;
+			v->last_seq = seq;
+		}
+	} else if (syn && ack) {
+		v = exchange_ip(p, r.service, p->dst, p->src);
+		if (v)
+			__sync_fetch_and_add(&v->answers, 1);
+	} else if (rst && r.dir == DIR_REPLY) {
+		v = exchange_ip(p, r.service, p->dst, p->src);
+		if (v)
+			__sync_fetch_and_add(&v->resets, 1);
+	}
+}
+
+static __always_inline void on_dhcp(struct pkt *p, void *payload, __u16 service, int port_dir)
+{
+	struct bootp_head *b = payload;
+	if ((void *)(b + 1) > p->data_end) {
+		count_service(p, service, port_dir);
+		count(p, PC_TRUNC_DHCP);
+		return;
+	}
+	/* The op code, not the ports, gives the direction: a relay talks to
+	 * the server from port 67 to port 67. */
+	int dir = b->op == BOOTP_REQUEST ? DIR_REQUEST : b->op == BOOTP_REPLY ? DIR_REPLY : DIR_NONE;
+	count_service(p, service, dir);
+	if (dir == DIR_NONE)
+		return;
+
+	struct exchange_key k = {};
+	bool created = false;
+	__builtin_memcpy(k.client, b->chaddr, 6);
+	k.service = service;
+	k.kind = EXCHANGE_DHCP;
+	struct exchange_value *v = exchange_touch(p, &k, &created);
+	if (!v)
+		return;
+	__u32 xid = bpf_ntohl(b->xid);
+	if (dir == DIR_REQUEST) {
+		__sync_fetch_and_add(&v->attempts, 1);
+		v->last_seq = xid;
+	} else if (created || v->last_seq == xid) {
+		__sync_fetch_and_add(&v->answers, 1);
+	}
+}
+
+/* UDP on no catalog port: an answer from a TFTP-style server's new port, the
+ * client's packets back to that port, or traffic that may show an
+ * unexpected open port. */
+static __always_inline void on_udp_other(struct pkt *p, __u16 sport, __u16 dport)
+{
+	struct ephemeral_key ek = {};
+	__builtin_memcpy(ek.client, p->dst, 16);
+	__builtin_memcpy(ek.server, p->src, 16);
+	ek.client_port = dport;
+	struct ephemeral_value *ev = bpf_map_lookup_elem(&ephemeral, &ek);
+	if (ev) {
+		__u16 service = ev->service;
+		count_service(p, service, DIR_REPLY);
+		struct exchange_value *v = exchange_ip(p, service, p->dst, p->src);
+		if (v)
+			__sync_fetch_and_add(&v->answers, 1);
+		return;
+	}
+	__builtin_memcpy(ek.client, p->src, 16);
+	__builtin_memcpy(ek.server, p->dst, 16);
+	ek.client_port = sport;
+	ev = bpf_map_lookup_elem(&ephemeral, &ek);
+	if (ev) {
+		__u16 service = ev->service;
+		count_service(p, service, DIR_NONE);
+		struct exchange_value *v = exchange_ip(p, service, p->src, p->dst);
+		if (v)
+			__sync_fetch_and_add(&v->followups, 1);
+		return;
+	}
+
+	count_service(p, 0, DIR_NONE);
+	count(p, PC_NON_CATALOG);
+
+	struct flow_key fk = {};
+	__builtin_memcpy(fk.src, p->dst, 16);
+	__builtin_memcpy(fk.dst, p->src, 16);
+	fk.sport = dport;
+	fk.dport = sport;
+	if (bpf_map_lookup_elem(&udp_flows, &fk)) {
+		/* It comes back from the port the client sent to. */
+		record_unexpected(p, IPPROTO_UDP, p->src, sport, p->dst);
+		return;
+	}
+	__builtin_memcpy(fk.src, p->src, 16);
+	__builtin_memcpy(fk.dst, p->dst, 16);
+	fk.sport = sport;
+	fk.dport = dport;
+	if (bpf_map_lookup_elem(&udp_flows, &fk))
+		return;
+	struct flow_value fv = {.seen_ns = bpf_ktime_get_ns()};
+	long err = bpf_map_update_elem(&udp_flows, &fk, &fv, BPF_NOEXIST);
+	if (err == 0)
+		count(p, PC_FLOW_NEW);
+	else if (err != -EEXIST)
+		count(p, PC_MAP_UPDATE_FAILED);
+}
+
+static __always_inline void on_udp(struct pkt *p, struct udphdr *uh)
+{
+	__u16 sport = bpf_ntohs(uh->source);
+	__u16 dport = bpf_ntohs(uh->dest);
+	struct resolved r = resolve(port_lookup(SLOT_UDP, dport), port_lookup(SLOT_UDP, sport), sport, dport);
+
+	if (r.dir == DIR_NONE) {
+		on_udp_other(p, sport, dport);
+		return;
+	}
+	if (r.flags & PORT_BROADCAST) {
+		on_dhcp(p, uh + 1, r.service, r.dir);
+		return;
+	}
+	count_service(p, r.service, r.dir);
+	if (r.flags & PORT_PORTMAPPER)
+		learn(p);
+
+	struct exchange_value *v;
+	if (r.dir == DIR_REQUEST) {
+		v = exchange_ip(p, r.service, p->src, p->dst);
+		if (v)
+			__sync_fetch_and_add(&v->attempts, 1);
+		if (r.flags & PORT_EPHEMERAL_REPLY) {
+			struct ephemeral_key ek = {};
+			struct ephemeral_value ev = {.service = r.service};
+			__builtin_memcpy(ek.client, p->src, 16);
+			__builtin_memcpy(ek.server, p->dst, 16);
+			ek.client_port = sport;
+			long err = bpf_map_update_elem(&ephemeral, &ek, &ev, BPF_NOEXIST);
+			if (err == 0)
+				count(p, PC_EPHEMERAL_NEW);
+			else if (err != -EEXIST)
+				count(p, PC_MAP_UPDATE_FAILED);
+		}
+	} else {
+		v = exchange_ip(p, r.service, p->dst, p->src);
+		if (v)
+			__sync_fetch_and_add(&v->answers, 1);
+	}
+}
+
+enum unreachable_class {
+	UNREACH_CLOSED,
+	UNREACH_FILTERED,
+	UNREACH_OTHER,
+};
+
+/* An ICMP or ICMPv6 destination unreachable quoting a packet from isrc to
+ * idst: attribute it to the exchange that packet belonged to. */
+static __always_inline void on_unreachable(struct pkt *p, __u8 proto, __u32 *isrc, __u32 *idst, void *il4, int cls)
+{
+	/* The first four bytes of TCP and UDP are the ports. */
+	__be16 *ports = il4;
+	if ((void *)(ports + 2) > p->data_end) {
+		count(p, PC_TRUNC_ICMP_INNER);
+		return;
+	}
+	__u16 isport = bpf_ntohs(ports[0]);
+	__u16 idport = bpf_ntohs(ports[1]);
+	__u32 slot = proto == IPPROTO_TCP ? SLOT_TCP : SLOT_UDP;
+	struct resolved r = resolve(port_lookup(slot, idport), port_lookup(slot, isport), isport, idport);
+	struct exchange_value *v;
+
+	if (r.dir == DIR_REQUEST) {
+		struct service_counters *sc = service_counters(r.service);
+		v = exchange_ip(p, r.service, isrc, idst);
+		if (cls == UNREACH_CLOSED) {
+			if (sc)
+				sc->icmp_closed++;
+			if (v)
+				__sync_fetch_and_add(&v->icmp_closed, 1);
+		} else if (cls == UNREACH_FILTERED) {
+			if (sc)
+				sc->icmp_filtered++;
+			if (v)
+				__sync_fetch_and_add(&v->icmp_filtered, 1);
+		} else {
+			if (sc)
+				sc->icmp_other++;
+			if (v)
+				__sync_fetch_and_add(&v->icmp_other, 1);
+		}
+		return;
+	}
+	if (r.dir == DIR_REPLY) {
+		v = exchange_ip(p, r.service, idst, isrc);
+		if (v)
+			__sync_fetch_and_add(&v->return_blocked, 1);
+		return;
+	}
+	if (proto == IPPROTO_UDP) {
+		/* An answer from a TFTP-style server's new port, refused on its
+		 * way back. */
+		struct ephemeral_key ek = {};
+		__builtin_memcpy(ek.client, idst, 16);
+		__builtin_memcpy(ek.server, isrc, 16);
+		ek.client_port = idport;
+		struct ephemeral_value *ev = bpf_map_lookup_elem(&ephemeral, &ek);
+		if (ev) {
+			v = exchange_ip(p, ev->service, idst, isrc);
+			if (v)
+				__sync_fetch_and_add(&v->return_blocked, 1);
+			return;
+		}
+	}
+	count(p, PC_ICMP_UNMATCHED);
+}
+
+static __always_inline void on_icmp4(struct pkt *p, struct icmphdr *ic)
+{
+	if ((void *)(ic + 1) > p->data_end) {
+		count(p, PC_TRUNC_ICMP);
+		return;
+	}
+	if (ic->type != ICMP_DEST_UNREACH) {
+		count(p, PC_ICMP_NOT_UNREACHABLE);
+		return;
+	}
+	int cls = UNREACH_OTHER;
+	if (ic->code == ICMP_PORT_UNREACH)
+		cls = UNREACH_CLOSED;
+	else if (ic->code == ICMP_NET_ANO || ic->code == ICMP_HOST_ANO || ic->code == ICMP_PKT_FILTERED)
+		cls = UNREACH_FILTERED;
+
+	struct iphdr *iip = (void *)(ic + 1);
+	if ((void *)(iip + 1) > p->data_end) {
+		count(p, PC_TRUNC_ICMP_INNER);
+		return;
+	}
+	if (iip->version != 4 || iip->ihl < 5 || (bpf_ntohs(iip->frag_off) & IP_OFFSET)) {
+		count(p, PC_ICMP_UNMATCHED);
+		return;
+	}
+	if (iip->protocol != IPPROTO_TCP && iip->protocol != IPPROTO_UDP) {
+		count(p, PC_ICMP_UNMATCHED);
+		return;
+	}
+	__u32 isrc[4], idst[4];
+	map_v4(isrc, iip->saddr);
+	map_v4(idst, iip->daddr);
+	on_unreachable(p, iip->protocol, isrc, idst, (void *)iip + iip->ihl * 4, cls);
+}
+
+static __always_inline void on_icmp6(struct pkt *p, struct icmp6hdr *ic)
+{
+	/* The fixed ICMPv6 header is 8 bytes (type, code, checksum, unused). */
+	if ((void *)ic + 8 > p->data_end) {
+		count(p, PC_TRUNC_ICMP);
+		return;
+	}
+	if (ic->icmp6_type != ICMPV6_DEST_UNREACH) {
+		count(p, PC_ICMP_NOT_UNREACHABLE);
+		return;
+	}
+	int cls = UNREACH_OTHER;
+	if (ic->icmp6_code == ICMPV6_PORT_UNREACH)
+		cls = UNREACH_CLOSED;
+	else if (ic->icmp6_code == ICMPV6_ADM_PROHIBITED)
+		cls = UNREACH_FILTERED;
+
+	struct ipv6hdr *iip = (void *)ic + 8;
+	if ((void *)(iip + 1) > p->data_end) {
+		count(p, PC_TRUNC_ICMP_INNER);
+		return;
+	}
+	if (iip->nexthdr != IPPROTO_TCP && iip->nexthdr != IPPROTO_UDP) {
+		count(p, PC_ICMP_UNMATCHED);
+		return;
+	}
+	__u32 isrc[4], idst[4];
+	__builtin_memcpy(isrc, &iip->saddr, 16);
+	__builtin_memcpy(idst, &iip->daddr, 16);
+	on_unreachable(p, iip->nexthdr, isrc, idst, iip + 1, cls);
+}
+
+static __always_inline void on_l4(struct pkt *p, __u8 proto, void *l4, bool v6)
+{
+	if (proto == IPPROTO_TCP) {
+		struct tcphdr *th = l4;
+		if ((void *)(th + 1) > p->data_end) {
+			count(p, PC_TRUNC_TCP);
+			return;
+		}
+		if (th->doff < 5) {
+			count(p, PC_BAD_TCP_HEADER);
+			return;
+		}
+		on_tcp(p, th);
+	} else if (proto == IPPROTO_UDP) {
+		struct udphdr *uh = l4;
+		if ((void *)(uh + 1) > p->data_end) {
+			count(p, PC_TRUNC_UDP);
+			return;
+		}
+		if (bpf_ntohs(uh->len) < sizeof(*uh)) {
+			count(p, PC_BAD_UDP_LENGTH);
+			return;
+		}
+		on_udp(p, uh);
+	} else if (proto == IPPROTO_ICMP && !v6) {
+		on_icmp4(p, l4);
+	} else if (proto == IPPROTO_ICMPV6 && v6) {
+		on_icmp6(p, l4);
+	} else {
+		count(p, PC_OTHER_L4);
+	}
+}
+
+static __always_inline void on_ipv4(struct pkt *p, struct iphdr *ip)
+{
+	if ((void *)(ip + 1) > p->data_end) {
+		count(p, PC_TRUNC_IPV4);
+		return;
+	}
+	if (ip->version != 4 || ip->ihl < 5) {
+		count(p, PC_BAD_IPV4_HEADER);
+		return;
+	}
+	__u32 hlen = ip->ihl * 4;
+	if (hlen > sizeof(*ip))
+		count(p, PC_IPV4_OPTIONS);
+	if ((void *)ip + hlen > p->data_end) {
+		count(p, PC_TRUNC_IPV4);
+		return;
+	}
+	__u16 frag = bpf_ntohs(ip->frag_off);
+	if (frag & IP_OFFSET) {
+		/* Only a first fragment carries the ports. */
+		count(p, PC_FRAG_LATER);
+		return;
+	}
+	if (frag & IP_MF)
+		count(p, PC_FRAG_FIRST);
+	map_v4(p->src, ip->saddr);
+	map_v4(p->dst, ip->daddr);
+	on_l4(p, ip->protocol, (void *)ip + hlen, false);
+}
+
+static __always_inline void on_ipv6(struct pkt *p, struct ipv6hdr *ip6)
+{
+	if ((void *)(ip6 + 1) > p->data_end) {
+		count(p, PC_TRUNC_IPV6);
+		return;
+	}
+	__u8 next = ip6->nexthdr;
+	void *pos = ip6 + 1;
+	bool walked = false;
+
+#pragma unroll
+	for (int i = 0; i < IPV6_EXT_MAX; i++) {
+		if (next == IPPROTO_HOPOPTS || next == IPPROTO_ROUTING || next == IPPROTO_DSTOPTS) {
+			struct ipv6_opt_hdr *oh = pos;
+			if ((void *)(oh + 1) > p->data_end) {
+				count(p, PC_TRUNC_IPV6_EXT);
+				return;
+			}
+			next = oh->nexthdr;
+			pos += (oh->hdrlen + 1) * 8;
+			walked = true;
+		} else if (next == IPPROTO_FRAGMENT) {
+			struct ipv6_frag *fh = pos;
+			if ((void *)(fh + 1) > p->data_end) {
+				count(p, PC_TRUNC_IPV6_EXT);
+				return;
+			}
+			walked = true;
+			__u16 off = bpf_ntohs(fh->frag_off);
+			if (off & IP6_OFFSET) {
+				count(p, PC_IPV6_EXT_HEADERS);
+				count(p, PC_FRAG_LATER);
+				return;
+			}
+			if (off & IP6_MF)
+				count(p, PC_FRAG_FIRST);
+			next = fh->nexthdr;
+			pos = fh + 1;
+		} else {
+			break;
+		}
+	}
+	if (walked)
+		count(p, PC_IPV6_EXT_HEADERS);
+	if (next == IPPROTO_HOPOPTS || next == IPPROTO_ROUTING || next == IPPROTO_DSTOPTS || next == IPPROTO_FRAGMENT) {
+		count(p, PC_IPV6_EXT_TOO_DEEP);
+		return;
+	}
+	__builtin_memcpy(p->src, &ip6->saddr, 16);
+	__builtin_memcpy(p->dst, &ip6->daddr, 16);
+	on_l4(p, next, pos, true);
+}
+
+static __always_inline void process(void *ctx, void *data, void *data_end, __u64 len)
+{
+	__u32 zero = 0;
+	struct pkt p = {};
+	p.pc = bpf_map_lookup_elem(&parse_stats, &zero);
+	if (!p.pc)
+		return;
+	p.ctx = ctx;
+	p.data_end = data_end;
+	p.len = len;
+	count(&p, PC_PACKETS);
+
+	struct ethhdr *eth = data;
+	if ((void *)(eth + 1) > data_end) {
+		count(&p, PC_TRUNC_ETHERNET);
+		return;
+	}
+	__be16 proto = eth->h_proto;
+	void *pos = eth + 1;
+	int tags = 0;
+
+#pragma unroll
+	for (int i = 0; i < VLAN_MAX_DEPTH; i++) {
+		if (proto != bpf_htons(ETH_P_8021Q) && proto != bpf_htons(ETH_P_8021AD))
+			break;
+		struct vlan_hdr *vh = pos;
+		if ((void *)(vh + 1) > data_end) {
+			count(&p, PC_TRUNC_VLAN);
+			return;
+		}
+		proto = vh->encapsulated_proto;
+		pos = vh + 1;
+		tags++;
+	}
+	if (tags == 1)
+		count(&p, PC_VLAN);
+	else if (tags == 2)
+		count(&p, PC_QINQ);
+	if (proto == bpf_htons(ETH_P_8021Q) || proto == bpf_htons(ETH_P_8021AD)) {
+		count(&p, PC_VLAN_TOO_DEEP);
+		return;
+	}
+
+	if (proto == bpf_htons(ETH_P_IP))
+		on_ipv4(&p, pos);
+	else if (proto == bpf_htons(ETH_P_IPV6))
+		on_ipv6(&p, pos);
+	else
+		count(&p, PC_NON_IP);
+}
+
+SEC("xdp")
+int portwatch_xdp(struct xdp_md *ctx)
+{
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
+	process(ctx, data, data_end, data_end - data);
+	return XDP_PASS;
+}
+
+SEC("tc")
+int portwatch_tc(struct __sk_buff *skb)
+{
+	/* Headers of an outgoing packet may sit outside the linear area; pull
+	 * them in (this copies nothing the receiver sees differently). */
+	__u32 want = skb->len < TC_PULL_BYTES ? skb->len : TC_PULL_BYTES;
+	if (skb->data_end - skb->data < want)
+		bpf_skb_pull_data(skb, want);
+	process(skb, (void *)(long)skb->data, (void *)(long)skb->data_end, skb->len);
+	return TC_ACT_UNSPEC;
+}

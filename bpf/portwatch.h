@@ -1,0 +1,188 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * The data shared by the packet program and Go. bpf2go generates the Go side
+ * of every struct and enum here (-type), so the layout is written once.
+ *
+ * Addresses are 16 bytes: IPv6 as is, IPv4 as an IPv4-mapped IPv6 address
+ * (::ffff:a.b.c.d), so one key serves both families.
+ */
+#ifndef PORTWATCH_H
+#define PORTWATCH_H
+
+#include <linux/types.h>
+
+/* Service ids index per-service arrays; 0 counts traffic on no catalog row. */
+#define PW_MAX_SERVICES 1024
+
+/* The port map is an array indexed by (protocol slot << 16) | port. */
+enum proto_slot {
+	SLOT_TCP = 0,
+	SLOT_UDP = 1,
+	SLOT_COUNT = 2,
+};
+
+enum port_flags {
+	/* Answers come from a new server port (TFTP): remember each request's
+	 * client address and port so the answer can be matched. */
+	PORT_EPHEMERAL_REPLY = 1 << 0,
+	/* DHCP/BOOTP: the BOOTP op code gives the direction, and exchanges
+	 * pair by client hardware address and transaction id. */
+	PORT_BROADCAST = 1 << 1,
+	/* The client side of a broadcast service (bootpc): never a server port. */
+	PORT_CLIENT_PORT = 1 << 2,
+	/* rpcbind: copy its packets to userspace, which learns from them the
+	 * dynamic ports (mountd) and puts them in this map. */
+	PORT_PORTMAPPER = 1 << 3,
+};
+
+struct port_entry {
+	__u16 service;	    /* row for clients from any source port; 0: none */
+	__u16 priv_service; /* row for clients from ports 1-1023 */
+	__u8 flags;	    /* enum port_flags */
+	__u8 pad[3];
+};
+
+/* Per service, per CPU; summed in userspace. */
+struct service_counters {
+	__u64 packets;
+	__u64 bytes;
+	__u64 requests; /* packets toward the service port */
+	__u64 replies;	/* packets from it (TFTP: from the server's new port) */
+	__u64 syn;	/* SYN without ACK */
+	__u64 syn_ack;
+	__u64 rst;
+	__u64 icmp_closed;   /* port unreachable quoting a request */
+	__u64 icmp_filtered; /* administratively prohibited */
+	__u64 icmp_other;    /* any other unreachable code */
+};
+
+enum exchange_kind {
+	EXCHANGE_IP = 0,
+	/* client holds the client's hardware address in its first 6 bytes and
+	 * server is zero: DHCP requests are broadcast. */
+	EXCHANGE_DHCP = 1,
+};
+
+struct exchange_key {
+	__u8 client[16];
+	__u8 server[16];
+	__u16 service;
+	__u8 kind; /* enum exchange_kind */
+	__u8 pad;
+};
+
+/* Only packets that change an exchange's state touch it: SYN, SYN-ACK, RST,
+ * UDP requests and answers, ICMP errors. Counters are cumulative. */
+struct exchange_value {
+	__u64 first_ns; /* bpf_ktime_get_ns(), or capture time in the Go twin */
+	__u64 last_ns;
+	__u64 attempts;	   /* SYNs (not retransmits), UDP requests */
+	__u64 retransmits; /* SYNs repeating the last one's port and sequence */
+	__u64 answers;	   /* SYN-ACKs, UDP answers, DHCP answers to the xid */
+	__u64 resets;	   /* RSTs from the server */
+	__u64 icmp_closed;
+	__u64 icmp_filtered;
+	__u64 icmp_other;
+	__u64 return_blocked; /* ICMP errors quoting an answer */
+	__u64 followups;      /* client packets to the server's new port (TFTP ACKs) */
+	__u32 last_seq;	      /* TCP: the last SYN's sequence; DHCP: the last xid */
+	__u16 last_port;      /* TCP: the last SYN's source port */
+	__u16 pad;
+};
+
+/* A request to an ephemeral-reply service, waiting for its answer. */
+struct ephemeral_key {
+	__u8 client[16];
+	__u8 server[16];
+	__u16 client_port;
+	__u16 pad;
+};
+
+struct ephemeral_value {
+	__u16 service;
+	__u16 pad[3];
+};
+
+/* A port in no catalog row that answered. */
+struct unexpected_key {
+	__u8 server[16];
+	__u16 port;
+	__u8 proto; /* IPPROTO_TCP or IPPROTO_UDP */
+	__u8 pad;
+};
+
+struct unexpected_value {
+	__u64 first_ns;
+	__u64 last_ns;
+	__u64 answers;
+	__u8 client[16]; /* the last client answered */
+};
+
+/* A UDP datagram on no catalog port, remembered so that a datagram coming
+ * back from the port it was sent to shows that port open. */
+struct flow_key {
+	__u8 src[16];
+	__u8 dst[16];
+	__u16 sport;
+	__u16 dport;
+};
+
+struct flow_value {
+	__u64 seen_ns;
+};
+
+/* What the parser made of each packet; a packet may add to several. The
+ * order is ParseCounter in parse.go. */
+enum parse_counter {
+	PC_PACKETS,
+	PC_NON_IP,
+	PC_VLAN,
+	PC_QINQ,
+	PC_VLAN_TOO_DEEP,
+	PC_TRUNC_ETHERNET,
+	PC_TRUNC_VLAN,
+	PC_TRUNC_IPV4,
+	PC_BAD_IPV4_HEADER,
+	PC_IPV4_OPTIONS,
+	PC_TRUNC_IPV6,
+	PC_IPV6_EXT_HEADERS,
+	PC_IPV6_EXT_TOO_DEEP,
+	PC_TRUNC_IPV6_EXT,
+	PC_FRAG_FIRST,
+	PC_FRAG_LATER,
+	PC_TRUNC_TCP,
+	PC_BAD_TCP_HEADER,
+	PC_TRUNC_UDP,
+	PC_BAD_UDP_LENGTH,
+	PC_TRUNC_ICMP,
+	PC_ICMP_NOT_UNREACHABLE,
+	PC_TRUNC_ICMP_INNER,
+	PC_ICMP_UNMATCHED,
+	PC_OTHER_L4,
+	PC_TRUNC_DHCP,
+	PC_NON_CATALOG,
+	PC_EXCHANGE_NEW,
+	PC_EPHEMERAL_NEW,
+	PC_UNEXPECTED_NEW,
+	PC_FLOW_NEW,
+	PC_MAP_UPDATE_FAILED,
+	PC_COUNT,
+};
+
+struct parse_counters {
+	__u64 count[PC_COUNT];
+};
+
+/* Sent with a copy of a portmapper packet to userspace. */
+struct learn_meta {
+	__u32 frame_len; /* bytes of the frame that follow */
+	__u32 pad;
+};
+
+/* Bounds of the parser's walks. */
+#define VLAN_MAX_DEPTH 2
+#define IPV6_EXT_MAX 6
+/* The largest portmapper packet copied to userspace. */
+#define LEARN_MAX_BYTES 1500
+
+#endif /* PORTWATCH_H */
