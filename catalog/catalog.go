@@ -477,3 +477,25 @@ func (e *Entry) where() string {
 	}
 	return fmt.Sprintf("%s:%d", e.File, e.Line)
 }
+
+// WithRPCPort applies a port that rpcbind gave out for an RPC program: the
+// dynamic row of that program and protocol (mountd over UDP, say) takes it.
+// It returns the catalog unchanged, and false, when no row learns from it or
+// the row already has that port.
+func (c *Catalog) WithRPCPort(program uint32, proto Proto, port uint16) (*Catalog, bool) {
+	for _, e := range c.entries {
+		if !e.Dynamic || e.RPCProgram != program || e.Proto != proto || e.CarriedBy != "" {
+			continue
+		}
+		if e.Port == port {
+			return c, false
+		}
+		next, err := c.WithLearnedPort(e.Key(), port)
+		if err != nil {
+			// The port is taken by a fixed row: keep the catalog as it is.
+			return c, false
+		}
+		return next, true
+	}
+	return c, false
+}

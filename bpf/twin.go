@@ -1,0 +1,823 @@
+package bpf
+
+import (
+	"encoding/binary"
+	"net/netip"
+	"slices"
+	"time"
+
+	"portwatch/catalog"
+)
+
+// Twin is the Go twin of portwatch.c: the same parser and the same counting
+// over the same generated key and value types, for captures (pcap files,
+// tcpdump on AIX, AF_PACKET). Each function below mirrors the C function of
+// the same name; keep them in step (the differential test checks it).
+//
+// A Twin is not safe for concurrent use.
+type Twin struct {
+	ports      [PortSlots]PortwatchPortEntry
+	services   [catalog.MaxServiceID + 1]PortwatchServiceCounters
+	parse      PortwatchParseCounters
+	exchanges  boundedMap[PortwatchExchangeKey, PortwatchExchangeValue]
+	ephemeral  boundedMap[PortwatchEphemeralKey, PortwatchEphemeralValue]
+	unexpected boundedMap[PortwatchUnexpectedKey, PortwatchUnexpectedValue]
+	flows      boundedMap[PortwatchFlowKey, PortwatchFlowValue]
+
+	// learn receives the UDP payload of rpcbind packets (what the kernel
+	// sends through learn_events).
+	learn func(src, dst netip.Addr, sport, dport uint16, payload []byte)
+
+	// The packet being parsed.
+	now      uint64
+	len      uint64
+	src, dst [16]uint8
+	lastTime time.Time
+}
+
+// TwinConfig bounds the twin's tables like the kernel's maps.
+type TwinConfig struct {
+	MaxExchanges  int
+	MaxEphemeral  int
+	MaxUnexpected int
+	MaxFlows      int
+}
+
+// DefaultTwinConfig has the C program's default map sizes.
+var DefaultTwinConfig = TwinConfig{MaxExchanges: 65536, MaxEphemeral: 16384, MaxUnexpected: 4096, MaxFlows: 16384}
+
+// NewTwin returns a twin that counts against cat.
+func NewTwin(cat *catalog.Catalog, cfg TwinConfig) *Twin {
+	if cfg.MaxExchanges <= 0 {
+		cfg.MaxExchanges = DefaultTwinConfig.MaxExchanges
+	}
+	if cfg.MaxEphemeral <= 0 {
+		cfg.MaxEphemeral = DefaultTwinConfig.MaxEphemeral
+	}
+	if cfg.MaxUnexpected <= 0 {
+		cfg.MaxUnexpected = DefaultTwinConfig.MaxUnexpected
+	}
+	if cfg.MaxFlows <= 0 {
+		cfg.MaxFlows = DefaultTwinConfig.MaxFlows
+	}
+	t := &Twin{
+		exchanges:  newBoundedMap[PortwatchExchangeKey, PortwatchExchangeValue](cfg.MaxExchanges, func(v *PortwatchExchangeValue) uint64 { return v.LastNs }),
+		ephemeral:  newBoundedMap[PortwatchEphemeralKey, PortwatchEphemeralValue](cfg.MaxEphemeral, nil),
+		unexpected: newBoundedMap[PortwatchUnexpectedKey, PortwatchUnexpectedValue](cfg.MaxUnexpected, func(v *PortwatchUnexpectedValue) uint64 { return v.LastNs }),
+		flows:      newBoundedMap[PortwatchFlowKey, PortwatchFlowValue](cfg.MaxFlows, func(v *PortwatchFlowValue) uint64 { return v.SeenNs }),
+	}
+	t.SetCatalog(cat)
+	return t
+}
+
+// SetCatalog replaces the port map, keeping every counter.
+func (t *Twin) SetCatalog(cat *catalog.Catalog) {
+	t.ports = [PortSlots]PortwatchPortEntry{}
+	for _, e := range PortMap(cat) {
+		t.ports[e.Index] = e.Value
+	}
+}
+
+// OnLearn sets the function that receives rpcbind datagrams, from which the
+// dynamic ports are learned.
+func (t *Twin) OnLearn(f func(src, dst netip.Addr, sport, dport uint16, payload []byte)) {
+	t.learn = f
+}
+
+// Ethernet counts a frame that starts at its Ethernet header, as XDP and TC
+// see it. wireLen is its length on the wire; ts its time.
+func (t *Twin) Ethernet(frame []byte, wireLen int, ts time.Time) {
+	if !t.begin(wireLen, ts) {
+		return
+	}
+	if len(frame) < 14 {
+		t.count(PortwatchParseCounterPC_TRUNC_ETHERNET)
+		return
+	}
+	proto := binary.BigEndian.Uint16(frame[12:14])
+	pos := 14
+	tags := 0
+	for range int(VLANMaxDepth) {
+		if proto != etherTypeVLAN && proto != etherTypeQinQ {
+			break
+		}
+		if len(frame) < pos+4 {
+			t.count(PortwatchParseCounterPC_TRUNC_VLAN)
+			return
+		}
+		proto = binary.BigEndian.Uint16(frame[pos+2 : pos+4])
+		pos += 4
+		tags++
+	}
+	if tags == 1 {
+		t.count(PortwatchParseCounterPC_VLAN)
+	} else if tags == 2 {
+		t.count(PortwatchParseCounterPC_QINQ)
+	}
+	if proto == etherTypeVLAN || proto == etherTypeQinQ {
+		t.count(PortwatchParseCounterPC_VLAN_TOO_DEEP)
+		return
+	}
+	t.network(proto, frame[pos:])
+}
+
+// Network counts a packet that starts at its network header (raw IP, Linux
+// SLL), with etherType saying which.
+func (t *Twin) Network(etherType uint16, pkt []byte, wireLen int, ts time.Time) {
+	if !t.begin(wireLen, ts) {
+		return
+	}
+	t.network(etherType, pkt)
+}
+
+// VLANMaxDepth and IPv6ExtMax are the C program's bounds.
+const (
+	VLANMaxDepth = 2
+	IPv6ExtMax   = 6
+)
+
+const (
+	etherTypeIPv4 = 0x0800
+	etherTypeIPv6 = 0x86dd
+	etherTypeVLAN = 0x8100
+	etherTypeQinQ = 0x88a8
+
+	ipProtoHopOpts  = 0
+	ipProtoICMP     = 1
+	ipProtoTCP      = 6
+	ipProtoUDP      = 17
+	ipProtoRouting  = 43
+	ipProtoFragment = 44
+	ipProtoICMPv6   = 58
+	ipProtoDstOpts  = 60
+
+	bootpRequest = 1
+	bootpReply   = 2
+	// bootpPairBytes is op .. chaddr[6], the shortest BOOTP prefix that pairs.
+	bootpPairBytes = 34
+)
+
+func (t *Twin) begin(wireLen int, ts time.Time) bool {
+	t.now = uint64(ts.UnixNano())
+	t.lastTime = ts
+	t.len = uint64(wireLen)
+	t.count(PortwatchParseCounterPC_PACKETS)
+	return true
+}
+
+func (t *Twin) count(c PortwatchParseCounter) { t.parse.Count[c]++ }
+
+func (t *Twin) network(proto uint16, pkt []byte) {
+	switch proto {
+	case etherTypeIPv4:
+		t.onIPv4(pkt)
+	case etherTypeIPv6:
+		t.onIPv6(pkt)
+	default:
+		t.count(PortwatchParseCounterPC_NON_IP)
+	}
+}
+
+func mapV4(out *[16]uint8, b []byte) {
+	*out = [16]uint8{10: 0xff, 11: 0xff}
+	copy(out[12:], b[:4])
+}
+
+func (t *Twin) onIPv4(p []byte) {
+	if len(p) < 20 {
+		t.count(PortwatchParseCounterPC_TRUNC_IPV4)
+		return
+	}
+	version, ihl := p[0]>>4, int(p[0]&0x0f)
+	if version != 4 || ihl < 5 {
+		t.count(PortwatchParseCounterPC_BAD_IPV4HEADER)
+		return
+	}
+	hlen := ihl * 4
+	if hlen > 20 {
+		t.count(PortwatchParseCounterPC_IPV4OPTIONS)
+	}
+	if len(p) < hlen {
+		t.count(PortwatchParseCounterPC_TRUNC_IPV4)
+		return
+	}
+	frag := binary.BigEndian.Uint16(p[6:8])
+	if frag&0x1fff != 0 {
+		t.count(PortwatchParseCounterPC_FRAG_LATER)
+		return
+	}
+	if frag&0x2000 != 0 {
+		t.count(PortwatchParseCounterPC_FRAG_FIRST)
+	}
+	mapV4(&t.src, p[12:16])
+	mapV4(&t.dst, p[16:20])
+	t.onL4(p[9], p[hlen:], false)
+}
+
+func isIPv6Ext(next uint8) bool {
+	return next == ipProtoHopOpts || next == ipProtoRouting || next == ipProtoDstOpts || next == ipProtoFragment
+}
+
+func (t *Twin) onIPv6(p []byte) {
+	if len(p) < 40 {
+		t.count(PortwatchParseCounterPC_TRUNC_IPV6)
+		return
+	}
+	next := p[6]
+	pos := 40
+	walked := false
+	for range IPv6ExtMax {
+		if next == ipProtoHopOpts || next == ipProtoRouting || next == ipProtoDstOpts {
+			// struct ipv6_opt_hdr is two bytes: next header, length.
+			if len(p) < pos+2 {
+				t.count(PortwatchParseCounterPC_TRUNC_IPV6EXT)
+				return
+			}
+			next = p[pos]
+			pos += (int(p[pos+1]) + 1) * 8
+			walked = true
+		} else if next == ipProtoFragment {
+			if len(p) < pos+8 {
+				t.count(PortwatchParseCounterPC_TRUNC_IPV6EXT)
+				return
+			}
+			walked = true
+			off := binary.BigEndian.Uint16(p[pos+2 : pos+4])
+			if off&0xfff8 != 0 {
+				t.count(PortwatchParseCounterPC_IPV6EXT_HEADERS)
+				t.count(PortwatchParseCounterPC_FRAG_LATER)
+				return
+			}
+			if off&1 != 0 {
+				t.count(PortwatchParseCounterPC_FRAG_FIRST)
+			}
+			next = p[pos]
+			pos += 8
+		} else {
+			break
+		}
+	}
+	if walked {
+		t.count(PortwatchParseCounterPC_IPV6EXT_HEADERS)
+	}
+	if isIPv6Ext(next) {
+		t.count(PortwatchParseCounterPC_IPV6EXT_TOO_DEEP)
+		return
+	}
+	copy(t.src[:], p[8:24])
+	copy(t.dst[:], p[24:40])
+	// An extension header may claim more than the packet holds: the L4
+	// parsers then see nothing and count it truncated, as the C does.
+	var l4 []byte
+	if pos <= len(p) {
+		l4 = p[pos:]
+	}
+	t.onL4(next, l4, true)
+}
+
+func (t *Twin) onL4(proto uint8, l4 []byte, v6 bool) {
+	switch {
+	case proto == ipProtoTCP:
+		if len(l4) < 20 {
+			t.count(PortwatchParseCounterPC_TRUNC_TCP)
+			return
+		}
+		if l4[12]>>4 < 5 {
+			t.count(PortwatchParseCounterPC_BAD_TCP_HEADER)
+			return
+		}
+		t.onTCP(l4)
+	case proto == ipProtoUDP:
+		if len(l4) < 8 {
+			t.count(PortwatchParseCounterPC_TRUNC_UDP)
+			return
+		}
+		if binary.BigEndian.Uint16(l4[4:6]) < 8 {
+			t.count(PortwatchParseCounterPC_BAD_UDP_LENGTH)
+			return
+		}
+		t.onUDP(l4)
+	case proto == ipProtoICMP && !v6:
+		t.onICMP4(l4)
+	case proto == ipProtoICMPv6 && v6:
+		t.onICMP6(l4)
+	default:
+		t.count(PortwatchParseCounterPC_OTHER_L4)
+	}
+}
+
+type direction uint8
+
+const (
+	dirNone direction = iota
+	dirRequest
+	dirReply
+)
+
+type resolved struct {
+	service uint16
+	flags   PortwatchPortFlags
+	dir     direction
+}
+
+func (t *Twin) portLookup(slot PortwatchProtoSlot, port uint16) *PortwatchPortEntry {
+	return &t.ports[uint32(slot)<<16|uint32(port)]
+}
+
+func serving(pe *PortwatchPortEntry, clientPort uint16) uint16 {
+	if PortwatchPortFlags(pe.Flags)&PortwatchPortFlagsPORT_CLIENT_PORT != 0 {
+		return 0
+	}
+	if clientPort != 0 && clientPort < 1024 {
+		return pe.PrivService
+	}
+	return pe.Service
+}
+
+func resolve(pd, ps *PortwatchPortEntry, sport, dport uint16) resolved {
+	sd := serving(pd, sport)
+	ss := serving(ps, dport)
+	switch {
+	case sd != 0 && (ss == 0 || dport <= sport):
+		return resolved{service: sd, flags: PortwatchPortFlags(pd.Flags), dir: dirRequest}
+	case ss != 0:
+		return resolved{service: ss, flags: PortwatchPortFlags(ps.Flags), dir: dirReply}
+	}
+	return resolved{}
+}
+
+func (t *Twin) countService(service uint16, dir direction) *PortwatchServiceCounters {
+	if int(service) >= len(t.services) {
+		return nil
+	}
+	sc := &t.services[service]
+	sc.Packets++
+	sc.Bytes += t.len
+	switch dir {
+	case dirRequest:
+		sc.Requests++
+	case dirReply:
+		sc.Replies++
+	}
+	return sc
+}
+
+func (t *Twin) exchangeTouch(k PortwatchExchangeKey) (v *PortwatchExchangeValue, created bool) {
+	if v := t.exchanges.get(k); v != nil {
+		v.LastNs = t.now
+		return v, false
+	}
+	v, ok := t.exchanges.insert(k, PortwatchExchangeValue{FirstNs: t.now, LastNs: t.now})
+	if !ok {
+		t.count(PortwatchParseCounterPC_MAP_UPDATE_FAILED)
+		return nil, false
+	}
+	t.count(PortwatchParseCounterPC_EXCHANGE_NEW)
+	return v, true
+}
+
+func (t *Twin) exchangeIP(service uint16, client, server *[16]uint8) *PortwatchExchangeValue {
+	v, _ := t.exchangeTouch(PortwatchExchangeKey{Client: *client, Server: *server, Service: service, Kind: uint8(PortwatchExchangeKindEXCHANGE_IP)})
+	return v
+}
+
+func (t *Twin) recordUnexpected(proto uint8, server *[16]uint8, port uint16, client *[16]uint8) {
+	k := PortwatchUnexpectedKey{Server: *server, Port: port, Proto: proto}
+	v := t.unexpected.get(k)
+	if v == nil {
+		var ok bool
+		v, ok = t.unexpected.insert(k, PortwatchUnexpectedValue{FirstNs: t.now})
+		if !ok {
+			t.count(PortwatchParseCounterPC_MAP_UPDATE_FAILED)
+			return
+		}
+		t.count(PortwatchParseCounterPC_UNEXPECTED_NEW)
+	}
+	v.LastNs = t.now
+	v.Answers++
+	v.Client = *client
+}
+
+func (t *Twin) onTCP(th []byte) {
+	sport := binary.BigEndian.Uint16(th[0:2])
+	dport := binary.BigEndian.Uint16(th[2:4])
+	pd := t.portLookup(PortwatchProtoSlotSLOT_TCP, dport)
+	ps := t.portLookup(PortwatchProtoSlotSLOT_TCP, sport)
+	flags := th[13]
+	syn, ack, rst := flags&0x02 != 0, flags&0x10 != 0, flags&0x04 != 0
+	var r resolved
+	switch {
+	case syn && !ack:
+		r.service = serving(pd, sport)
+		if r.service != 0 {
+			r.dir = dirRequest
+		}
+	case syn && ack:
+		r.service = serving(ps, dport)
+		if r.service != 0 {
+			r.dir = dirReply
+		}
+	default:
+		r = resolve(pd, ps, sport, dport)
+	}
+
+	if sc := t.countService(r.service, r.dir); sc != nil {
+		if syn && !ack {
+			sc.Syn++
+		}
+		if syn && ack {
+			sc.SynAck++
+		}
+		if rst {
+			sc.Rst++
+		}
+	}
+
+	if r.dir == dirNone {
+		t.count(PortwatchParseCounterPC_NON_CATALOG)
+		if syn && ack {
+			t.recordUnexpected(ipProtoTCP, &t.src, sport, &t.dst)
+		}
+		return
+	}
+
+	switch {
+	case syn && !ack:
+		v := t.exchangeIP(r.service, &t.src, &t.dst)
+		if v == nil {
+			return
+		}
+		seq := binary.BigEndian.Uint32(th[4:8])
+		if v.LastPort == sport && v.LastSeq == seq && (v.Attempts|v.Retransmits) != 0 {
+			v.Retransmits++
+		} else {
+			v.Attempts++
+			v.LastPort = sport
+			v.LastSeq = seq
+		}
+	case syn && ack:
+		if v := t.exchangeIP(r.service, &t.dst, &t.src); v != nil {
+			v.Answers++
+		}
+	case rst && r.dir == dirReply:
+		if v := t.exchangeIP(r.service, &t.dst, &t.src); v != nil {
+			v.Resets++
+		}
+	}
+}
+
+func (t *Twin) onDHCP(payload []byte, service uint16, portDir direction) {
+	if len(payload) < bootpPairBytes {
+		t.countService(service, portDir)
+		t.count(PortwatchParseCounterPC_TRUNC_DHCP)
+		return
+	}
+	dir := dirNone
+	switch payload[0] {
+	case bootpRequest:
+		dir = dirRequest
+	case bootpReply:
+		dir = dirReply
+	}
+	t.countService(service, dir)
+	if dir == dirNone {
+		return
+	}
+	k := PortwatchExchangeKey{Service: service, Kind: uint8(PortwatchExchangeKindEXCHANGE_DHCP)}
+	copy(k.Client[:6], payload[28:34])
+	v, created := t.exchangeTouch(k)
+	if v == nil {
+		return
+	}
+	xid := binary.BigEndian.Uint32(payload[4:8])
+	if dir == dirRequest {
+		v.Attempts++
+		v.LastSeq = xid
+	} else if created || v.LastSeq == xid {
+		v.Answers++
+	}
+}
+
+func (t *Twin) onUDPOther(sport, dport uint16) {
+	ek := PortwatchEphemeralKey{Client: t.dst, Server: t.src, ClientPort: dport}
+	if ev := t.ephemeral.get(ek); ev != nil {
+		service := ev.Service
+		t.countService(service, dirReply)
+		if v := t.exchangeIP(service, &t.dst, &t.src); v != nil {
+			v.Answers++
+		}
+		return
+	}
+	ek = PortwatchEphemeralKey{Client: t.src, Server: t.dst, ClientPort: sport}
+	if ev := t.ephemeral.get(ek); ev != nil {
+		service := ev.Service
+		t.countService(service, dirNone)
+		if v := t.exchangeIP(service, &t.src, &t.dst); v != nil {
+			v.Followups++
+		}
+		return
+	}
+
+	t.countService(0, dirNone)
+	t.count(PortwatchParseCounterPC_NON_CATALOG)
+
+	back := PortwatchFlowKey{Src: t.dst, Dst: t.src, Sport: dport, Dport: sport}
+	if t.flows.get(back) != nil {
+		t.recordUnexpected(ipProtoUDP, &t.src, sport, &t.dst)
+		return
+	}
+	fwd := PortwatchFlowKey{Src: t.src, Dst: t.dst, Sport: sport, Dport: dport}
+	if t.flows.get(fwd) != nil {
+		return
+	}
+	if _, ok := t.flows.insert(fwd, PortwatchFlowValue{SeenNs: t.now}); ok {
+		t.count(PortwatchParseCounterPC_FLOW_NEW)
+	} else {
+		t.count(PortwatchParseCounterPC_MAP_UPDATE_FAILED)
+	}
+}
+
+func (t *Twin) onUDP(uh []byte) {
+	sport := binary.BigEndian.Uint16(uh[0:2])
+	dport := binary.BigEndian.Uint16(uh[2:4])
+	r := resolve(t.portLookup(PortwatchProtoSlotSLOT_UDP, dport), t.portLookup(PortwatchProtoSlotSLOT_UDP, sport), sport, dport)
+
+	if r.dir == dirNone {
+		t.onUDPOther(sport, dport)
+		return
+	}
+	if r.flags&PortwatchPortFlagsPORT_BROADCAST != 0 {
+		t.onDHCP(uh[8:], r.service, r.dir)
+		return
+	}
+	t.countService(r.service, r.dir)
+	if r.flags&PortwatchPortFlagsPORT_PORTMAPPER != 0 && t.learn != nil {
+		t.learn(Addr(t.src), Addr(t.dst), sport, dport, udpPayload(uh))
+	}
+
+	if r.dir == dirRequest {
+		if v := t.exchangeIP(r.service, &t.src, &t.dst); v != nil {
+			v.Attempts++
+		}
+		if r.flags&PortwatchPortFlagsPORT_EPHEMERAL_REPLY != 0 {
+			ek := PortwatchEphemeralKey{Client: t.src, Server: t.dst, ClientPort: sport}
+			if t.ephemeral.get(ek) == nil {
+				if _, ok := t.ephemeral.insert(ek, PortwatchEphemeralValue{Service: r.service}); ok {
+					t.count(PortwatchParseCounterPC_EPHEMERAL_NEW)
+				} else {
+					t.count(PortwatchParseCounterPC_MAP_UPDATE_FAILED)
+				}
+			}
+		}
+	} else if v := t.exchangeIP(r.service, &t.dst, &t.src); v != nil {
+		v.Answers++
+	}
+}
+
+// udpPayload is the datagram's payload, bounded by the UDP length field.
+func udpPayload(uh []byte) []byte {
+	n := int(binary.BigEndian.Uint16(uh[4:6]))
+	if n > len(uh) {
+		n = len(uh)
+	}
+	return uh[8:n]
+}
+
+type unreachableClass uint8
+
+const (
+	unreachClosed unreachableClass = iota
+	unreachFiltered
+	unreachOther
+)
+
+func (t *Twin) onUnreachable(proto uint8, isrc, idst *[16]uint8, il4 []byte, cls unreachableClass) {
+	if len(il4) < 4 {
+		t.count(PortwatchParseCounterPC_TRUNC_ICMP_INNER)
+		return
+	}
+	isport := binary.BigEndian.Uint16(il4[0:2])
+	idport := binary.BigEndian.Uint16(il4[2:4])
+	slot := PortwatchProtoSlotSLOT_UDP
+	if proto == ipProtoTCP {
+		slot = PortwatchProtoSlotSLOT_TCP
+	}
+	r := resolve(t.portLookup(slot, idport), t.portLookup(slot, isport), isport, idport)
+
+	switch r.dir {
+	case dirRequest:
+		var sc *PortwatchServiceCounters
+		if int(r.service) < len(t.services) {
+			sc = &t.services[r.service]
+		}
+		v := t.exchangeIP(r.service, isrc, idst)
+		switch cls {
+		case unreachClosed:
+			if sc != nil {
+				sc.IcmpClosed++
+			}
+			if v != nil {
+				v.IcmpClosed++
+			}
+		case unreachFiltered:
+			if sc != nil {
+				sc.IcmpFiltered++
+			}
+			if v != nil {
+				v.IcmpFiltered++
+			}
+		default:
+			if sc != nil {
+				sc.IcmpOther++
+			}
+			if v != nil {
+				v.IcmpOther++
+			}
+		}
+		return
+	case dirReply:
+		if v := t.exchangeIP(r.service, idst, isrc); v != nil {
+			v.ReturnBlocked++
+		}
+		return
+	}
+	if proto == ipProtoUDP {
+		ek := PortwatchEphemeralKey{Client: *idst, Server: *isrc, ClientPort: idport}
+		if ev := t.ephemeral.get(ek); ev != nil {
+			if v := t.exchangeIP(ev.Service, idst, isrc); v != nil {
+				v.ReturnBlocked++
+			}
+			return
+		}
+	}
+	t.count(PortwatchParseCounterPC_ICMP_UNMATCHED)
+}
+
+func (t *Twin) onICMP4(ic []byte) {
+	if len(ic) < 8 {
+		t.count(PortwatchParseCounterPC_TRUNC_ICMP)
+		return
+	}
+	if ic[0] != 3 { // destination unreachable
+		t.count(PortwatchParseCounterPC_ICMP_NOT_UNREACHABLE)
+		return
+	}
+	cls := unreachOther
+	switch ic[1] {
+	case 3: // port unreachable
+		cls = unreachClosed
+	case 9, 10, 13: // network, host, communication administratively prohibited
+		cls = unreachFiltered
+	}
+	iip := ic[8:]
+	if len(iip) < 20 {
+		t.count(PortwatchParseCounterPC_TRUNC_ICMP_INNER)
+		return
+	}
+	version, ihl := iip[0]>>4, int(iip[0]&0x0f)
+	if version != 4 || ihl < 5 || binary.BigEndian.Uint16(iip[6:8])&0x1fff != 0 {
+		t.count(PortwatchParseCounterPC_ICMP_UNMATCHED)
+		return
+	}
+	proto := iip[9]
+	if proto != ipProtoTCP && proto != ipProtoUDP {
+		t.count(PortwatchParseCounterPC_ICMP_UNMATCHED)
+		return
+	}
+	var isrc, idst [16]uint8
+	mapV4(&isrc, iip[12:16])
+	mapV4(&idst, iip[16:20])
+	var il4 []byte
+	if ihl*4 <= len(iip) {
+		il4 = iip[ihl*4:]
+	}
+	t.onUnreachable(proto, &isrc, &idst, il4, cls)
+}
+
+func (t *Twin) onICMP6(ic []byte) {
+	if len(ic) < 8 {
+		t.count(PortwatchParseCounterPC_TRUNC_ICMP)
+		return
+	}
+	if ic[0] != 1 { // destination unreachable
+		t.count(PortwatchParseCounterPC_ICMP_NOT_UNREACHABLE)
+		return
+	}
+	cls := unreachOther
+	switch ic[1] {
+	case 4: // port unreachable
+		cls = unreachClosed
+	case 1: // administratively prohibited
+		cls = unreachFiltered
+	}
+	iip := ic[8:]
+	if len(iip) < 40 {
+		t.count(PortwatchParseCounterPC_TRUNC_ICMP_INNER)
+		return
+	}
+	next := iip[6]
+	if next != ipProtoTCP && next != ipProtoUDP {
+		t.count(PortwatchParseCounterPC_ICMP_UNMATCHED)
+		return
+	}
+	var isrc, idst [16]uint8
+	copy(isrc[:], iip[8:24])
+	copy(idst[:], iip[24:40])
+	t.onUnreachable(next, &isrc, &idst, iip[40:], cls)
+}
+
+// Snapshot returns the twin's counters, stamped with the time of the last
+// packet (capture time).
+func (t *Twin) Snapshot() Snapshot {
+	s := Snapshot{
+		Time:       t.lastTime,
+		Services:   make([]ServiceCounters, len(t.services)),
+		Exchanges:  make(map[ExchangeKey]ExchangeCounters, t.exchanges.len()),
+		Unexpected: make(map[UnexpectedKey]UnexpectedCounters, t.unexpected.len()),
+		Parse:      make([]uint64, NumParseCounters),
+	}
+	for i := range t.services {
+		s.Services[i].Add(t.services[i])
+	}
+	copy(s.Parse, t.parse.Count[:])
+	t.exchanges.each(func(k PortwatchExchangeKey, v *PortwatchExchangeValue) {
+		key, c := Exchange(k, *v, EpochClock)
+		s.Exchanges[key] = c
+	})
+	t.unexpected.each(func(k PortwatchUnexpectedKey, v *PortwatchUnexpectedValue) {
+		key, c := Unexpected(k, *v, EpochClock)
+		s.Unexpected[key] = c
+	})
+	return s
+}
+
+// boundedMap is a hash map with the kernel LRU map's bound: when full, the
+// least recently seen eighth of the entries is evicted (the kernel's LRU is
+// approximate too, so the two agree exactly only below the bound).
+type boundedMap[K comparable, V any] struct {
+	m        map[K]*V
+	max      int
+	lastSeen func(*V) uint64 // nil: evict in map order
+}
+
+func newBoundedMap[K comparable, V any](max int, lastSeen func(*V) uint64) boundedMap[K, V] {
+	return boundedMap[K, V]{m: make(map[K]*V), max: max, lastSeen: lastSeen}
+}
+
+func (b *boundedMap[K, V]) get(k K) *V { return b.m[k] }
+
+func (b *boundedMap[K, V]) len() int { return len(b.m) }
+
+func (b *boundedMap[K, V]) insert(k K, v V) (*V, bool) {
+	if b.max <= 0 {
+		return nil, false
+	}
+	if len(b.m) >= b.max {
+		b.evict()
+	}
+	p := &v
+	b.m[k] = p
+	return p, true
+}
+
+func (b *boundedMap[K, V]) evict() {
+	n := b.max / 8
+	if n < 1 {
+		n = 1
+	}
+	if b.lastSeen == nil {
+		for k := range b.m {
+			delete(b.m, k)
+			if n--; n == 0 {
+				return
+			}
+		}
+		return
+	}
+	type aged struct {
+		k    K
+		seen uint64
+	}
+	all := make([]aged, 0, len(b.m))
+	for k, v := range b.m {
+		all = append(all, aged{k, b.lastSeen(v)})
+	}
+	slices.SortFunc(all, func(a, b aged) int {
+		switch {
+		case a.seen < b.seen:
+			return -1
+		case a.seen > b.seen:
+			return 1
+		}
+		return 0
+	})
+	for _, a := range all[:n] {
+		delete(b.m, a.k)
+	}
+}
+
+func (b *boundedMap[K, V]) each(f func(K, *V)) {
+	for k, v := range b.m {
+		f(k, v)
+	}
+}
