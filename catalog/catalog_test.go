@@ -120,7 +120,7 @@ func TestLookup(t *testing.T) {
 	}{
 		{TCP, 3001, 40000, "xcatdport/tcp"},
 		{UDP, 69, 40000, "tftp-udp/udp"},
-		{TCP, 514, 1022, "shell/tcp"},    // rsh clients use a privileged port
+		{TCP, 514, 1022, "shell/tcp"},     // rsh clients use a privileged port
 		{TCP, 514, 40000, "rsyslogd/tcp"}, // syslog clients do not
 		{TCP, 514, 0, "rsyslogd/tcp"},     // client port unknown
 		{UDP, 4011, 40000, "pxe/udp"},
