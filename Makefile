@@ -15,10 +15,14 @@ BIN       := bin/portwatch
 
 # Fuzz targets run briefly by `make fuzz` (CI): package and target names.
 FUZZTIME  ?= 20s
-FUZZ_TARGETS ?=
+FUZZ_TARGETS ?= ./catalog/rpcbind:FuzzSnooper
 
 # Arguments for the demo.
 SCENARIO  ?= drop-tftp
+
+# Debian packages the build, the tests and the lab need. `make deps` installs
+# the missing ones when run as root (CI and the quick start do).
+DEB_PACKAGES := clang-19 llvm-19 libbpf-dev linux-libc-dev gcc make git iproute2 nftables tcpdump
 
 .PHONY: all build generate check-generated test bench fuzz lint demo cross help deps
 
@@ -26,6 +30,14 @@ all: build
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-16s %s\n", $$1, $$2}'
+
+deps: ## install the Debian packages the tests and the lab need (as root; idempotent)
+	@if [ "$$(id -u)" != 0 ]; then echo "deps: not root: skipping package installation (privileged tests will skip)"; exit 0; fi; \
+	missing=$$(for p in $(DEB_PACKAGES); do dpkg-query -W -f='$${Status}' $$p 2>/dev/null | grep -q 'ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		echo "deps: installing" $$missing; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
+	fi
 
 build: ## build bin/portwatch
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/portwatch
@@ -36,7 +48,7 @@ generate: ## rebuild the BPF objects and their Go bindings with the pinned clang
 check-generated: generate ## regenerate, and fail if the committed objects differ
 	git diff --exit-code -- bpf/ || { echo "bpf/: generated files are stale: run make generate and commit them" >&2; exit 1; }
 
-test: ## run every test (as root, the BPF, lab and end-to-end tests too)
+test: deps ## run every test (as root, the BPF, lab and end-to-end tests too)
 	$(GO) test -count=1 -timeout 60m ./...
 
 bench: ## run the benchmarks (figures go in BENCHMARKS.md)
