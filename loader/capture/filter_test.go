@@ -13,12 +13,12 @@ import (
 )
 
 var (
-	macA  = net.HardwareAddr{0x02, 0, 0, 0, 0, 0x0a}
-	macB  = net.HardwareAddr{0x02, 0, 0, 0, 0, 0x0b}
-	ip4A  = net.IPv4(198, 18, 0, 1).To4()
-	ip4B  = net.IPv4(198, 18, 0, 2).To4()
-	ip6A  = net.ParseIP("2001:db8::1")
-	ip6B  = net.ParseIP("2001:db8::2")
+	macA    = net.HardwareAddr{0x02, 0, 0, 0, 0, 0x0a}
+	macB    = net.HardwareAddr{0x02, 0, 0, 0, 0, 0x0b}
+	ip4A    = net.IPv4(198, 18, 0, 1).To4()
+	ip4B    = net.IPv4(198, 18, 0, 2).To4()
+	ip6A    = net.ParseIP("2001:db8::1")
+	ip6B    = net.ParseIP("2001:db8::2")
 	payload = gopacket.Payload([]byte("some payload bytes"))
 )
 
