@@ -132,25 +132,23 @@ func open(name string, r io.Reader, closer io.Closer, bufSize int) (Source, erro
 	case magicPcapngSHB:
 		return newPcapngSource(base)
 	}
+	head, _ = s.peek(8) // more of the start, to describe it
 	return nil, &InputError{Name: name, Msg: "not a capture file: starts with " + describeBytes(head) +
 		" (portwatch reads pcap and pcapng, as written by tcpdump -w, dumpcap and Wireshark)"}
 }
 
 // describeBytes renders the first bytes of a file for "not a capture file":
-// quoted when they are text ('GIF8'), hex otherwise.
+// the text they start with when they do ('GIF89a'), hex otherwise.
 func describeBytes(b []byte) string {
 	if len(b) > 8 {
 		b = b[:8]
 	}
-	text := true
-	for _, c := range b {
-		if c < 0x20 || c > 0x7e {
-			text = false
-			break
-		}
+	text := 0
+	for text < len(b) && b[text] >= 0x20 && b[text] <= 0x7e {
+		text++
 	}
-	if text && len(b) > 0 {
-		return "'" + string(b) + "'"
+	if text >= 3 || text == len(b) && text > 0 {
+		return "'" + string(b[:text]) + "'"
 	}
 	var sb strings.Builder
 	sb.WriteString("0x")
