@@ -77,7 +77,13 @@ func Open(path string) (Source, error) {
 	if err != nil {
 		return nil, fmt.Errorf("opening capture: %w", err)
 	}
-	src, err := open(path, f, f, fileBufferSize)
+	bufSize := fileBufferSize
+	if info, err := f.Stat(); err == nil && info.Mode().IsRegular() && info.Size() < int64(bufSize) {
+		// A small file needs no large buffer; one that grows while being
+		// read makes the buffer grow.
+		bufSize = max(int(info.Size()), minBufferSize)
+	}
+	src, err := open(path, f, f, bufSize)
 	if err != nil {
 		f.Close()
 		return nil, err
@@ -96,6 +102,9 @@ func OpenReader(name string, r io.Reader) (Source, error) {
 // fileBufferSize is the read size for files: large enough that the syscall
 // per buffer costs little per packet.
 const fileBufferSize = 1 << 20
+
+// minBufferSize is the smallest read buffer.
+const minBufferSize = 512
 
 // streamBufferSize is the first buffer size for streams; the buffer grows
 // for larger records. A pipe delivers at most 64 KiB per read anyway.

@@ -29,7 +29,7 @@ func writeTemp(t *testing.T, name string, data []byte) string {
 }
 
 // testFrames are Ethernet frames of several kinds and lengths.
-func testFrames(t *testing.T) [][]byte {
+func testFrames(t testing.TB) [][]byte {
 	return [][]byte{
 		frame(t, eth(layers.EthernetTypeIPv4), ipv4(layers.IPProtocolTCP), tcp(50123, 3001, "S")),
 		frame(t, eth(layers.EthernetTypeIPv4), ipv4(layers.IPProtocolUDP), udp(50000, 69), payload),
@@ -309,57 +309,18 @@ func TestLinkTypes(t *testing.T) {
 	}
 }
 
+// damagedCase is a damaged capture and the error it must give.
+type damagedCase struct {
+	name   string
+	data   []byte
+	good   int    // packets delivered before the error
+	packet uint64 // InputError.Packet
+	offset int64  // InputError.Offset
+	msg    string
+}
+
 func TestDamagedInput(t *testing.T) {
-	f := testFrames(t)[2]
-	n := len(f)
-	le := binary.LittleEndian
-	good := []pcapRecord{rec(1, 0, f), rec(2, 0, f)}
-	pcapGood := pcapFile(le, false, 65535, linktypeEthernet, good...)
-	recordLen := 16 + len(f)
-	ng := func() *ngWriter {
-		return newNg(le).iface(linktypeEthernet, 0).epb(0, 1, uint32(len(f)), uint32(len(f)), f).epb(0, 2, uint32(len(f)), uint32(len(f)), f)
-	}
-	ngGood := ng().b
-	ngPrefix := len(ngGood) // offset of the block after the two good ones
-	corruptTrailer := ng().epb(0, 3, uint32(len(f)), uint32(len(f)), f).b
-	le.PutUint32(corruptTrailer[len(corruptTrailer)-4:], 999)
-	badLength := append(ng().b, ng().epb(0, 3, uint32(len(f)), uint32(len(f)), f).b[ngPrefix:]...)
-	le.PutUint32(badLength[ngPrefix+4:], 30)
-	shortLength := append([]byte{}, ngGood...)
-	shortLength = append(shortLength, 6, 0, 0, 0, 8, 0, 0, 0, 8, 0, 0, 0)
-	cases := []struct {
-		name   string
-		data   []byte
-		good   int    // packets delivered before the error
-		packet uint64 // InputError.Packet
-		offset int64  // InputError.Offset
-		msg    string
-	}{
-		{"empty file", nil, 0, 0, 0, "empty file"},
-		{"not a capture (GIF)", []byte("GIF89a\x01\x00\x01\x00"), 0, 0, 0, "not a capture file: starts with 'GIF89a"},
-		{"not a capture (binary)", []byte{0x7f, 'E', 'L', 'F', 2, 1, 1, 0}, 0, 0, 0, "not a capture file: starts with 0x7f454c46"},
-		{"three bytes", []byte("abc"), 0, 0, 0, "not a capture file: only 3 bytes"},
-		{"pcap header cut", pcapGood[:20], 0, 0, 0, "ends inside the pcap file header (20 of 24 bytes)"},
-		{"pcap truncated last record data", pcapGood[:len(pcapGood)-5], 1, 2, int64(24 + recordLen), "ends inside the packet data"},
-		{"pcap truncated last record header", append(append([]byte{}, pcapGood...), 1, 2, 3), 2, 3, int64(24 + 2*recordLen), "ends inside the packet record header (3 of 16 bytes)"},
-		{"pcap caplen above snaplen", pcapFile(le, false, 64, linktypeEthernet, rec(1, 0, f[:60]), rec(2, 0, f)), 1, 2, 24 + 16 + 60, fmt.Sprintf("captured length %d exceeds the snapshot length 64", n)},
-		{"pcap caplen above wire length", pcapFile(le, false, 65535, linktypeEthernet, rec(1, 0, f), pcapRecord{2, 0, uint32(len(f)), 40, f}), 1, 2, int64(24 + recordLen), fmt.Sprintf("captured length %d exceeds the length on the wire 40", n)},
-		{"pcap unknown link type", pcapFile(le, false, 65535, 105, good...), 0, 0, 20, "link type 105 (IEEE 802.11) is not supported: capture on the Ethernet interface, or with tcpdump -i any"},
-		{"pcap bad version", func() []byte { b := append([]byte{}, pcapGood...); le.PutUint16(b[4:], 3); return b }(), 0, 0, 4, "pcap version 3.4 is not supported"},
-		{"pcapng truncated last block", ngGood[:len(ngGood)-6], 1, 2, int64(ngPrefix - (12 + 20 + pad4(len(f)))), "ends inside the pcapng block"},
-		{"pcapng trailing length mismatch", corruptTrailer, 2, 3, int64(ngPrefix), fmt.Sprintf("its length is %d at the start and 999 at the end", 32+pad4(n))},
-		{"pcapng block length not a multiple of 4", badLength, 2, 3, int64(ngPrefix), "bad length 30 (not a multiple of 4)"},
-		{"pcapng block length too small", shortLength, 2, 3, int64(ngPrefix), "bad length 8 (less than 12)"},
-		{"pcapng caplen overruns block", ng().epb(0, 3, 500, 500, f).b, 2, 3, int64(ngPrefix), "captured length 500 overruns its enhanced packet block"},
-		{"pcapng caplen above wire length", ng().epb(0, 3, uint32(len(f)), 10, f).b, 2, 3, int64(ngPrefix), fmt.Sprintf("captured length %d exceeds the length on the wire 10", n)},
-		{"pcapng caplen above interface snaplen", newNg(le).iface(linktypeEthernet, 64).epb(0, 3, uint32(len(f)), uint32(len(f)), f).b, 0, 1, 28 + 20, "exceeds the snapshot length 64 of interface 0"},
-		{"pcapng unknown interface", ng().epb(7, 3, uint32(len(f)), uint32(len(f)), f).b, 2, 3, int64(ngPrefix), "refers to interface 7, but the section describes 1 interface(s)"},
-		{"pcapng unknown link type", newNg(le).iface(linktypeEthernet, 0).iface(127, 0).epb(0, 1, uint32(len(f)), uint32(len(f)), f).epb(1, 2, 4, 4, f[:4]).b, 1, 2, int64(28 + 20 + 20 + 12 + 20 + pad4(len(f))), "link type 127 (IEEE 802.11 with radiotap header) is not supported"},
-		{"pcapng bad byte-order magic", func() []byte { b := append([]byte{}, ngGood...); b[8] = 0x99; return b }(), 0, 0, 0, "bad byte-order magic"},
-		{"pcapng bad version", func() []byte { b := append([]byte{}, ngGood...); le.PutUint16(b[12:], 2); return b }(), 0, 0, 0, "pcapng version 2.0 is not supported"},
-		{"pcapng resolution too fine", newNg(le).iface(linktypeEthernet, 0, tsresol(20)).b, 0, 0, 28, "timestamp resolution 10^-20 is finer"},
-	}
-	for _, c := range cases {
+	for _, c := range damagedCases(t) {
 		t.Run(c.name, func(t *testing.T) {
 			path := writeTemp(t, "damaged", c.data)
 			got, err := readFile(path)
@@ -390,6 +351,51 @@ func TestDamagedInput(t *testing.T) {
 				src.Close()
 			}
 		})
+	}
+}
+
+func damagedCases(t testing.TB) []damagedCase {
+	f := testFrames(t)[2]
+	n := len(f)
+	le := binary.LittleEndian
+	good := []pcapRecord{rec(1, 0, f), rec(2, 0, f)}
+	pcapGood := pcapFile(le, false, 65535, linktypeEthernet, good...)
+	recordLen := 16 + len(f)
+	ng := func() *ngWriter {
+		return newNg(le).iface(linktypeEthernet, 0).epb(0, 1, uint32(len(f)), uint32(len(f)), f).epb(0, 2, uint32(len(f)), uint32(len(f)), f)
+	}
+	ngGood := ng().b
+	ngPrefix := len(ngGood) // offset of the block after the two good ones
+	corruptTrailer := ng().epb(0, 3, uint32(len(f)), uint32(len(f)), f).b
+	le.PutUint32(corruptTrailer[len(corruptTrailer)-4:], 999)
+	badLength := append(ng().b, ng().epb(0, 3, uint32(len(f)), uint32(len(f)), f).b[ngPrefix:]...)
+	le.PutUint32(badLength[ngPrefix+4:], 30)
+	shortLength := append([]byte{}, ngGood...)
+	shortLength = append(shortLength, 6, 0, 0, 0, 8, 0, 0, 0, 8, 0, 0, 0)
+	return []damagedCase{
+		{"empty file", nil, 0, 0, 0, "empty file"},
+		{"not a capture (GIF)", []byte("GIF89a\x01\x00\x01\x00"), 0, 0, 0, "not a capture file: starts with 'GIF89a"},
+		{"not a capture (binary)", []byte{0x7f, 'E', 'L', 'F', 2, 1, 1, 0}, 0, 0, 0, "not a capture file: starts with 0x7f454c46"},
+		{"three bytes", []byte("abc"), 0, 0, 0, "not a capture file: only 3 bytes"},
+		{"pcap header cut", pcapGood[:20], 0, 0, 0, "ends inside the pcap file header (20 of 24 bytes)"},
+		{"pcap truncated last record data", pcapGood[:len(pcapGood)-5], 1, 2, int64(24 + recordLen), "ends inside the packet data"},
+		{"pcap truncated last record header", append(append([]byte{}, pcapGood...), 1, 2, 3), 2, 3, int64(24 + 2*recordLen), "ends inside the packet record header (3 of 16 bytes)"},
+		{"pcap caplen above snaplen", pcapFile(le, false, 64, linktypeEthernet, rec(1, 0, f[:60]), rec(2, 0, f)), 1, 2, 24 + 16 + 60, fmt.Sprintf("captured length %d exceeds the snapshot length 64", n)},
+		{"pcap caplen above wire length", pcapFile(le, false, 65535, linktypeEthernet, rec(1, 0, f), pcapRecord{2, 0, uint32(len(f)), 40, f}), 1, 2, int64(24 + recordLen), fmt.Sprintf("captured length %d exceeds the length on the wire 40", n)},
+		{"pcap unknown link type", pcapFile(le, false, 65535, 105, good...), 0, 0, 20, "link type 105 (IEEE 802.11) is not supported: capture on the Ethernet interface, or with tcpdump -i any"},
+		{"pcap bad version", func() []byte { b := append([]byte{}, pcapGood...); le.PutUint16(b[4:], 3); return b }(), 0, 0, 4, "pcap version 3.4 is not supported"},
+		{"pcapng truncated last block", ngGood[:len(ngGood)-6], 1, 2, int64(ngPrefix - (12 + 20 + pad4(len(f)))), "ends inside the pcapng block"},
+		{"pcapng trailing length mismatch", corruptTrailer, 2, 3, int64(ngPrefix), fmt.Sprintf("its length is %d at the start and 999 at the end", 32+pad4(n))},
+		{"pcapng block length not a multiple of 4", badLength, 2, 3, int64(ngPrefix), "bad length 30 (not a multiple of 4)"},
+		{"pcapng block length too small", shortLength, 2, 3, int64(ngPrefix), "bad length 8 (less than 12)"},
+		{"pcapng caplen overruns block", ng().epb(0, 3, 500, 500, f).b, 2, 3, int64(ngPrefix), "captured length 500 overruns its enhanced packet block"},
+		{"pcapng caplen above wire length", ng().epb(0, 3, uint32(len(f)), 10, f).b, 2, 3, int64(ngPrefix), fmt.Sprintf("captured length %d exceeds the length on the wire 10", n)},
+		{"pcapng caplen above interface snaplen", newNg(le).iface(linktypeEthernet, 64).epb(0, 3, uint32(len(f)), uint32(len(f)), f).b, 0, 1, 28 + 20, "exceeds the snapshot length 64 of interface 0"},
+		{"pcapng unknown interface", ng().epb(7, 3, uint32(len(f)), uint32(len(f)), f).b, 2, 3, int64(ngPrefix), "refers to interface 7, but the section describes 1 interface(s)"},
+		{"pcapng unknown link type", newNg(le).iface(linktypeEthernet, 0).iface(127, 0).epb(0, 1, uint32(len(f)), uint32(len(f)), f).epb(1, 2, 4, 4, f[:4]).b, 1, 2, int64(28 + 20 + 20 + 12 + 20 + pad4(len(f))), "link type 127 (IEEE 802.11 with radiotap header) is not supported"},
+		{"pcapng bad byte-order magic", func() []byte { b := append([]byte{}, ngGood...); b[8] = 0x99; return b }(), 0, 0, 0, "bad byte-order magic"},
+		{"pcapng bad version", func() []byte { b := append([]byte{}, ngGood...); le.PutUint16(b[12:], 2); return b }(), 0, 0, 0, "pcapng version 2.0 is not supported"},
+		{"pcapng resolution too fine", newNg(le).iface(linktypeEthernet, 0, tsresol(20)).b, 0, 0, 28, "timestamp resolution 10^-20 is finer"},
 	}
 }
 
