@@ -7,6 +7,9 @@ import (
 	"path/filepath"
 	"testing"
 	"time"
+
+	"github.com/gopacket/gopacket"
+	"github.com/gopacket/gopacket/layers"
 )
 
 // requirePriv reports whether PORTWATCH_REQUIRE_PRIV=1 makes a privilege
@@ -93,4 +96,48 @@ func asInputError(t *testing.T, err error) *InputError {
 		t.Fatalf("error %v (%T) is not an *InputError", err, err)
 	}
 	return ie
+}
+
+// decoded is a captured frame taken apart by gopacket.
+type decoded struct {
+	vlans   []*layers.Dot1Q
+	outer   layers.EthernetType
+	ip4     *layers.IPv4
+	tcp     *layers.TCP
+	udp     *layers.UDP
+	icmp    *layers.ICMPv4
+	payload []byte
+}
+
+func decode(data []byte) decoded {
+	var d decoded
+	pkt := gopacket.NewPacket(data, layers.LayerTypeEthernet, gopacket.Default)
+	if e, ok := pkt.Layer(layers.LayerTypeEthernet).(*layers.Ethernet); ok {
+		d.outer = e.EthernetType
+	}
+	for _, l := range pkt.Layers() {
+		switch l := l.(type) {
+		case *layers.Dot1Q:
+			d.vlans = append(d.vlans, l)
+		case *layers.IPv4:
+			if d.ip4 == nil {
+				d.ip4 = l
+			}
+		case *layers.TCP:
+			if d.tcp == nil {
+				d.tcp = l
+				d.payload = l.Payload
+			}
+		case *layers.UDP:
+			if d.udp == nil {
+				d.udp = l
+				d.payload = l.Payload
+			}
+		case *layers.ICMPv4:
+			if d.icmp == nil {
+				d.icmp = l
+			}
+		}
+	}
+	return d
 }

@@ -44,50 +44,6 @@ func collect(src Source) *collector {
 	return c
 }
 
-// decoded is a captured frame taken apart by gopacket.
-type decoded struct {
-	vlans   []*layers.Dot1Q
-	outer   layers.EthernetType
-	ip4     *layers.IPv4
-	tcp     *layers.TCP
-	udp     *layers.UDP
-	icmp    *layers.ICMPv4
-	payload []byte
-}
-
-func decode(data []byte) decoded {
-	var d decoded
-	pkt := gopacket.NewPacket(data, layers.LayerTypeEthernet, gopacket.Default)
-	if e, ok := pkt.Layer(layers.LayerTypeEthernet).(*layers.Ethernet); ok {
-		d.outer = e.EthernetType
-	}
-	for _, l := range pkt.Layers() {
-		switch l := l.(type) {
-		case *layers.Dot1Q:
-			d.vlans = append(d.vlans, l)
-		case *layers.IPv4:
-			if d.ip4 == nil {
-				d.ip4 = l
-			}
-		case *layers.TCP:
-			if d.tcp == nil {
-				d.tcp = l
-				d.payload = l.Payload
-			}
-		case *layers.UDP:
-			if d.udp == nil {
-				d.udp = l
-				d.payload = l.Payload
-			}
-		case *layers.ICMPv4:
-			if d.icmp == nil {
-				d.icmp = l
-			}
-		}
-	}
-	return d
-}
-
 // sendFrame sends a raw frame out of ifc through an AF_PACKET socket: the
 // only way here to put a VLAN tag on the wire (there is no 8021q module).
 func sendFrame(t *testing.T, ifc string, frame []byte) {
