@@ -153,8 +153,24 @@ func TestSharedCaptures(t *testing.T) {
 	}
 }
 
-// isBinaryResolution reports whether a pcapng file might use a power-of-2
-// timestamp resolution, which pcapgo converts inexactly.
+// isBinaryResolution reports whether a pcapng file may have an interface
+// with a power-of-2 timestamp resolution (an if_tsresol option with the top
+// bit set), which pcapgo converts inexactly.
 func isBinaryResolution(raw []byte) bool {
-	return len(raw) >= 4 && binary.BigEndian.Uint32(raw) == magicPcapngSHB && bytes.Contains(raw, []byte{9, 0, 1, 0})
+	if len(raw) < 4 || binary.BigEndian.Uint32(raw) != magicPcapngSHB {
+		return false
+	}
+	for _, opt := range [][]byte{{9, 0, 1, 0}, {0, 9, 0, 1}} {
+		for i := 0; ; {
+			j := bytes.Index(raw[i:], opt)
+			if j < 0 || i+j+len(opt) >= len(raw) {
+				break
+			}
+			if raw[i+j+len(opt)]&0x80 != 0 {
+				return true
+			}
+			i += j + 1
+		}
+	}
+	return false
 }

@@ -259,3 +259,39 @@ func TestOpenLiveErrors(t *testing.T) {
 		t.Errorf("unknown interface: %v", err)
 	}
 }
+
+// TestLiveCloseWakesNext: Close from another goroutine ends a Next that
+// waits on a quiet interface, with io.EOF, and the counters stay readable.
+func TestLiveCloseWakesNext(t *testing.T) {
+	n := newTestNet(t)
+	var src LiveSource
+	n.inNS(t, n.nsA, func() {
+		var err error
+		if src, err = OpenLive("lo", LiveOptions{Catalog: builtinCatalog(t)}); err != nil {
+			t.Fatal(err)
+		}
+	})
+	next := make(chan error, 1)
+	go func() {
+		_, err := src.Next()
+		next <- err
+	}()
+	time.Sleep(100 * time.Millisecond)
+	if err := src.Close(); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case err := <-next:
+		if err != io.EOF {
+			t.Fatalf("Next after Close: %v, want io.EOF", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("Close did not wake Next")
+	}
+	if _, _, err := src.Stats(); err != nil {
+		t.Errorf("Stats after Close: %v", err)
+	}
+	if _, err := src.Next(); err != io.EOF {
+		t.Errorf("Next after Close: %v", err)
+	}
+}

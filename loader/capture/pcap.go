@@ -24,16 +24,18 @@ const (
 
 // pcapSource reads the classic pcap format.
 //
-// gopacket's pcapgo.Reader reads this format correctly, but measured on
-// this project's benchmark (1,000,000 packets of 60-90 bytes in page cache)
-// its ZeroCopyReadPacketData costs about 100 ns a packet, the whole budget
-// of the analyze path (10 M packets/s), because every record goes through
-// two io.ReadFull calls into its own buffer and an interface call per field.
-// This reader hands out slices of its read buffer and decodes the header
-// inline; BenchmarkReadPcap and BenchmarkPcapgoReader show both. pcapgo also
-// gives no byte offsets for errors and takes records up to 256 KiB longer
-// than the snapshot length, which this project calls damage. The tests check
-// this reader against pcapgo on every shared capture.
+// gopacket's pcapgo.Reader reads this format correctly, but it costs too
+// much for the analyze path's budget (10 M packets/s, 100 ns a packet for
+// everything): on BenchmarkPcapgoReader (1,000,000 packets of a provisioning
+// mix in page cache, 2-core EPYC) its ZeroCopyReadPacketData takes 130-170
+// ns a packet, against 50-60 ns for this reader on BenchmarkReadPcap, about
+// half of which is read(2) copying the file. pcapgo reads every record with
+// two io.ReadFull calls into its own buffer and an interface call per
+// field; this reader hands out slices of its read buffer and decodes the
+// header inline. pcapgo also gives no byte offsets for errors and takes
+// records up to 256 KiB longer than the snapshot length, which this project
+// calls damage. TestSharedCaptures checks this reader against pcapgo on
+// every shared capture.
 type pcapSource struct {
 	source
 	bigEndian bool
