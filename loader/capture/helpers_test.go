@@ -1,0 +1,143 @@
+package capture
+
+import (
+	"errors"
+	"io"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/gopacket/gopacket"
+	"github.com/gopacket/gopacket/layers"
+)
+
+// requirePriv reports whether PORTWATCH_REQUIRE_PRIV=1 makes a privilege
+// skip a failure.
+func requirePriv() bool { return os.Getenv("PORTWATCH_REQUIRE_PRIV") == "1" }
+
+// skipUnprivileged skips a test that needs root, or fails it when
+// PORTWATCH_REQUIRE_PRIV=1.
+func skipUnprivileged(t *testing.T, why string) {
+	t.Helper()
+	if requirePriv() {
+		t.Fatalf("PORTWATCH_REQUIRE_PRIV=1 but %s", why)
+	}
+	t.Skip(why)
+}
+
+// sharedPcaps returns the directory of the shared tcpdump test captures
+// (../shared/pcaps/tcpdump-tests beside the repository), or skips.
+func sharedPcaps(t testing.TB) string {
+	t.Helper()
+	dir, err := os.Getwd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			break
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			t.Skip("no go.mod above the test directory")
+		}
+		dir = parent
+	}
+	pcaps := filepath.Join(dir, "..", "shared", "pcaps", "tcpdump-tests")
+	if _, err := os.Stat(pcaps); err != nil {
+		t.Skipf("shared captures absent (%v)", err)
+	}
+	return pcaps
+}
+
+// readPacket is a Packet with its data copied, for comparisons.
+type readPacket struct {
+	Timestamp time.Time
+	Data      []byte
+	WireLen   int
+	Network   bool
+	EtherType uint16
+	Interface int
+	Number    uint64
+}
+
+// readAll reads a source to its end, copying every packet, and returns the
+// final error (nil at a clean end).
+func readAll(src Source) ([]readPacket, error) {
+	var out []readPacket
+	for {
+		p, err := src.Next()
+		if err == io.EOF {
+			return out, nil
+		}
+		if err != nil {
+			return out, err
+		}
+		out = append(out, readPacket{p.Timestamp, append([]byte(nil), p.Data...), p.WireLen, p.Network, p.EtherType, p.Interface, p.Number})
+	}
+}
+
+// readFile opens and reads a whole file.
+func readFile(path string) ([]readPacket, error) {
+	src, err := Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer src.Close()
+	return readAll(src)
+}
+
+// asInputError returns err as an *InputError, or fails.
+func asInputError(t *testing.T, err error) *InputError {
+	t.Helper()
+	var ie *InputError
+	if !errors.As(err, &ie) {
+		t.Fatalf("error %v (%T) is not an *InputError", err, err)
+	}
+	return ie
+}
+
+// decoded is a captured frame taken apart by gopacket.
+type decoded struct {
+	vlans   []*layers.Dot1Q
+	outer   layers.EthernetType
+	ip4     *layers.IPv4
+	tcp     *layers.TCP
+	udp     *layers.UDP
+	icmp    *layers.ICMPv4
+	payload []byte
+}
+
+func decode(data []byte) decoded {
+	var d decoded
+	pkt := gopacket.NewPacket(data, layers.LayerTypeEthernet, gopacket.Default)
+	if e, ok := pkt.Layer(layers.LayerTypeEthernet).(*layers.Ethernet); ok {
+		d.outer = e.EthernetType
+	}
+	for _, l := range pkt.Layers() {
+		switch l := l.(type) {
+		case *layers.Dot1Q:
+			d.vlans = append(d.vlans, l)
+		case *layers.IPv4:
+			if d.ip4 == nil {
+				d.ip4 = l
+			}
+		case *layers.TCP:
+			if d.tcp == nil {
+				d.tcp = l
+				d.payload = l.Payload
+			}
+		case *layers.UDP:
+			if d.udp == nil {
+				d.udp = l
+				d.payload = l.Payload
+			}
+		case *layers.ICMPv4:
+			if d.icmp == nil {
+				d.icmp = l
+			}
+		}
+	}
+	return d
+}
