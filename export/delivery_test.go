@@ -2,6 +2,7 @@ package export
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io"
@@ -413,48 +414,66 @@ func TestCloseFlushes(t *testing.T) {
 // socket buffers fill and a write waits (for WriteTimeout, a minute here).
 // Close must cut it at its own deadline and count what was left.
 func TestCloseCutsStuckWrite(t *testing.T) {
-	recv := newReceiver(t)
-	recv.onAccept = func(conn net.Conn) {
-		conn.(*net.TCPConn).SetReadBuffer(4096)
-		<-t.Context().Done() // never read
-	}
-	recv.listen("127.0.0.1:0", nil)
-	opts := fastRetry(testOptions())
-	opts.WriteTimeout = time.Minute
-	opts.Dial = func(ctx context.Context, network, address string) (net.Conn, error) {
-		conn, err := (&net.Dialer{}).DialContext(ctx, network, address)
-		if err == nil {
-			err = conn.(*net.TCPConn).SetWriteBuffer(4096) // fill up sooner
-		}
-		return conn, err
-	}
-	sink := openSink(t, "syslog+tcp://"+recv.addr+"?queue=64", opts)
-	ev := hostileEvent(strings.Repeat("z", 300)) // about 2 kB a message
-	// Keep the queue full until the writer makes no progress: the socket
-	// buffers are full and a write is waiting. The server never reads, so
-	// this must happen.
-	var lastDelivered uint64
-	still := 0
-	waitFor(t, "a stuck writer", func() bool {
-		for range 8 {
-			sink.Emit(ev)
-		}
-		st := sink.Stats()
-		if st.Delivered > 0 && st.Delivered == lastDelivered {
-			still++
-		} else {
-			still, lastDelivered = 0, st.Delivered
-		}
-		return still >= 20
-	})
-	err := closeWithin(sink, 200*time.Millisecond)
-	if !errors.Is(err, context.DeadlineExceeded) || strings.Contains(err.Error(), "did not return") {
-		t.Errorf("Close: %v, want the deadline and a write cut short", err)
-	}
-	st := sink.Stats()
-	checkSettled(t, st)
-	if st.Connected {
-		t.Error("the connection is still open after Close")
+	ca := newTestCA(t)
+	for _, transport := range []string{"tcp", "tls"} {
+		t.Run(transport, func(t *testing.T) {
+			recv := newReceiver(t)
+			recv.onAccept = func(conn net.Conn) {
+				if tlsConn, ok := conn.(*tls.Conn); ok {
+					if err := tlsConn.Handshake(); err != nil {
+						t.Errorf("handshake: %v", err)
+						return
+					}
+					conn = tlsConn.NetConn()
+				}
+				conn.(*net.TCPConn).SetReadBuffer(4096)
+				<-t.Context().Done() // never read
+			}
+			raw := "syslog+tcp://"
+			var cfg *tls.Config
+			query := "?queue=64"
+			if transport == "tls" {
+				raw, cfg, query = "syslog+tls://", ca.serverConfig, query+"&ca="+ca.caFile
+			}
+			recv.listen("127.0.0.1:0", cfg)
+			opts := fastRetry(testOptions())
+			opts.WriteTimeout = time.Minute
+			opts.Dial = func(ctx context.Context, network, address string) (net.Conn, error) {
+				conn, err := (&net.Dialer{}).DialContext(ctx, network, address)
+				if err == nil {
+					err = conn.(*net.TCPConn).SetWriteBuffer(4096) // fill up sooner
+				}
+				return conn, err
+			}
+			sink := openSink(t, raw+recv.addr+query, opts)
+			ev := hostileEvent(strings.Repeat("z", 300)) // about 2 kB a message
+			// Keep the queue full until the writer makes no progress: the
+			// socket buffers are full and a write is waiting. The server
+			// never reads, so this must happen.
+			var lastDelivered uint64
+			still := 0
+			waitFor(t, "a stuck writer", func() bool {
+				for range 8 {
+					sink.Emit(ev)
+				}
+				st := sink.Stats()
+				if st.Delivered > 0 && st.Delivered == lastDelivered {
+					still++
+				} else {
+					still, lastDelivered = 0, st.Delivered
+				}
+				return still >= 20
+			})
+			err := closeWithin(sink, 200*time.Millisecond)
+			if !errors.Is(err, context.DeadlineExceeded) || strings.Contains(err.Error(), "did not return") {
+				t.Errorf("Close: %v, want the deadline and a write cut short", err)
+			}
+			st := sink.Stats()
+			checkSettled(t, st)
+			if st.Connected {
+				t.Error("the connection is still open after Close")
+			}
+		})
 	}
 }
 

@@ -116,6 +116,7 @@ func (d *netDestination) connect(ctx context.Context) (io.WriteCloser, error) {
 	if err != nil {
 		return nil, err
 	}
+	raw := conn
 	if d.tlsConfig != nil {
 		tlsConn := tls.Client(conn, d.tlsConfig)
 		if err := tlsConn.HandshakeContext(ctx); err != nil {
@@ -125,7 +126,7 @@ func (d *netDestination) connect(ctx context.Context) (io.WriteCloser, error) {
 		conn = tlsConn
 	}
 	if d.stream {
-		return watchConn(conn), nil
+		return watchConn(conn, raw), nil
 	}
 	return conn, nil
 }
@@ -151,14 +152,24 @@ func explainTLSError(address string, err error) error {
 // the kernel's buffer for a while and those messages would be lost.
 type watchedConn struct {
 	net.Conn
+	// raw is the TCP connection under TLS (or Conn itself).
+	raw  net.Conn
 	gone atomic.Pointer[error]
 }
 
-func watchConn(conn net.Conn) *watchedConn {
-	w := &watchedConn{Conn: conn}
+func watchConn(conn, raw net.Conn) *watchedConn {
+	w := &watchedConn{Conn: conn, raw: raw}
 	go w.watch()
 	return w
 }
+
+// alive reports whether the server has not closed the connection.
+func (w *watchedConn) alive() bool { return w.gone.Load() == nil }
+
+// abort closes the TCP connection at once. Closing a TLS connection
+// first sends close_notify, which can wait seconds for a server that
+// stopped reading; Close(ctx) must not.
+func (w *watchedConn) abort() { w.raw.Close() }
 
 func (w *watchedConn) watch() {
 	var buf [512]byte

@@ -670,3 +670,34 @@ func TestSeverityOrder(t *testing.T) {
 		t.Errorf("unknown verdict severity %+v", s)
 	}
 }
+
+// TestTimeOutsideRFC3339: a time RFC 3339 cannot write (year 10000) must
+// not stop the line; it is written as unknown.
+func TestTimeOutsideRFC3339(t *testing.T) {
+	ev := fixtureEvents()[0]
+	ev.Time = ev.Time.AddDate(8000, 0, 0)
+	ev.LastSeen = ev.Time
+	for _, f := range goldenFormats {
+		line := string(encodeAll(t, f.spec, []classify.Event{ev}))
+		switch f.spec.Format {
+		case FormatJSONL:
+			var got classify.Event
+			if err := json.Unmarshal([]byte(line), &got); err != nil {
+				t.Fatalf("%s: %v", f.file, err)
+			}
+			if !got.Time.IsZero() || !got.LastSeen.IsZero() || !got.FirstSeen.Equal(ev.FirstSeen) || got.Service != ev.Service {
+				t.Errorf("%s: %s", f.file, line)
+			}
+		case FormatRFC5424:
+			msg := parseRFC5424(t, strings.TrimSuffix(line, "\n"))
+			if msg.Timestamp != nil || (*msg.StructuredData)[DefaultSDID]["last_seen"] != "" {
+				t.Errorf("%s: %s", f.file, line)
+			}
+		default:
+			if strings.Contains(line, "10026") || strings.Contains(line, "|rt=") || strings.Contains(line, "|devTime=") ||
+				strings.Contains(line, " end=") || strings.Contains(line, "lastSeen=") {
+				t.Errorf("%s writes the absurd time: %s", f.file, line)
+			}
+		}
+	}
+}

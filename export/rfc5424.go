@@ -15,9 +15,10 @@ const (
 	maxMsgID    = 32
 )
 
-// Limits of our own, so that a message stays within the 2048 octets that
-// RFC 5426 (UDP) and RFC 5425 (TLS) ask every receiver to accept, even when
-// a value is absurdly long.
+// Limits of our own, so that an absurdly long value cannot make a message
+// that receivers truncate or refuse: an ordinary event stays well within
+// the 2048 octets RFC 5426 (UDP) and RFC 5425 (TLS) ask every receiver to
+// accept, and the worst case is a few kilobytes.
 const (
 	maxSDValue = 256 // bytes of one PARAM-VALUE, before escaping
 	maxMsg     = 512 // bytes of MSG

@@ -304,6 +304,9 @@ func (s *sink) Stats() Stats {
 	s.errMu.Unlock()
 	s.connMu.Lock()
 	connected := s.conn != nil
+	if w, ok := s.conn.(interface{ alive() bool }); ok {
+		connected = w.alive()
+	}
 	s.connMu.Unlock()
 	return Stats{
 		Name:          s.name,
@@ -338,6 +341,11 @@ func (s *sink) Close(ctx context.Context) error {
 	case <-ctx.Done():
 	}
 	s.abort()
+	s.connMu.Lock()
+	if a, ok := s.conn.(interface{ abort() }); ok {
+		a.abort()
+	}
+	s.connMu.Unlock()
 	s.closeConn()
 	stuck := false
 	select {
