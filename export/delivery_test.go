@@ -465,7 +465,7 @@ func TestCloseCutsStuckWrite(t *testing.T) {
 				return still >= 20
 			})
 			err := closeWithin(sink, 200*time.Millisecond)
-			if !errors.Is(err, context.DeadlineExceeded) || strings.Contains(err.Error(), "did not return") {
+			if !errors.Is(err, context.DeadlineExceeded) || strings.Contains(err.Error(), "left behind") {
 				t.Errorf("Close: %v, want the deadline and a write cut short", err)
 			}
 			st := sink.Stats()

@@ -362,8 +362,8 @@ func (s *sink) Close(ctx context.Context) error {
 		}
 	}
 	if stuck {
-		return fmt.Errorf("output %s: a write did not return and was abandoned, with %d events: %w",
-			s.name, s.abandoned.Load(), ctx.Err())
+		return fmt.Errorf("output %s: a write is blocked and was left behind; %d events not delivered: %w",
+			s.name, s.abandoned.Load()+1, ctx.Err())
 	}
 	if n := s.abandoned.Load(); n > 0 {
 		return fmt.Errorf("output %s: %d events not delivered in time: %w", s.name, n, ctx.Err())
