@@ -70,7 +70,7 @@ func TestParseSpecErrors(t *testing.T) {
 		want string // in the error, besides the spec itself
 	}{
 		{"", "empty output spec"},
-		{"json:/tmp/x", "JSON lines are called jsonl"},
+		{"json:events.json", "JSON lines are called jsonl"},
 		{"xml", `unknown format "xml"`},
 		{"syslog", "syslog needs a URL"},
 		{"jsonl:", "no file after"},
