@@ -73,8 +73,8 @@ type Event struct {
 	ICMPFiltered  uint64 `json:"icmp_filtered"`
 	ReturnBlocked uint64 `json:"return_blocked"`
 
-	FirstSeen time.Time `json:"first_seen"`
-	LastSeen  time.Time `json:"last_seen"`
+	FirstSeen time.Time `json:"first_seen,omitzero"`
+	LastSeen  time.Time `json:"last_seen,omitzero"`
 
 	Observer Observer `json:"observer"`
 	// Message is one sentence for people.
@@ -123,8 +123,8 @@ type UnexpectedSummary struct {
 	Server  string    `json:"server"`
 	Answers uint64    `json:"answers"`
 	Clients []string  `json:"clients,omitempty"`
-	First   time.Time `json:"first_seen"`
-	Last    time.Time `json:"last_seen"`
+	First   time.Time `json:"first_seen,omitzero"`
+	Last    time.Time `json:"last_seen,omitzero"`
 }
 
 // Summary is the end-of-run report.
