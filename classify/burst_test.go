@@ -192,10 +192,12 @@ func TestOneSided(t *testing.T) {
 		}
 		return out
 	}
-	answered := func(svc string, n int) []xc {
+	// answered returns n answered exchanges of svc, first seen in the
+	// window that ends at end.
+	answered := func(svc string, n int, end float64) []xc {
 		var out []xc
 		for i := 0; i < n; i++ {
-			out = append(out, xc{svc: svc, client: nodeAddr(500 + i), server: mn, first: 1, last: 2, attempts: 1, answers: 1})
+			out = append(out, xc{svc: svc, client: nodeAddr(500 + i), server: mn, first: end - 9, last: end - 8, attempts: 1, answers: 1})
 		}
 		return out
 	}
@@ -238,7 +240,7 @@ func TestOneSided(t *testing.T) {
 		{
 			name: "answers on one service: it sees both ways",
 			windows: []win{
-				{at: 10, ex: append(append(unanswered("www-tcp/tcp", 100, 10), unanswered("xcatiport/tcp", 100, 10)...), answered("xcatdport/tcp", 1)...),
+				{at: 10, ex: append(append(unanswered("www-tcp/tcp", 100, 10), unanswered("xcatiport/tcp", 100, 10)...), answered("xcatdport/tcp", 1, 10)...),
 					services: clientsActOnAnswers},
 			},
 			want:    [][]string{{}},
@@ -247,7 +249,7 @@ func TestOneSided(t *testing.T) {
 		{
 			name: "a stray answer within the tolerance",
 			windows: []win{
-				{at: 10, ex: append(append(unanswered("www-tcp/tcp", 100, 10), unanswered("xcatiport/tcp", 100, 10)...), answered("www-tcp/tcp", 5)...),
+				{at: 10, ex: append(append(unanswered("www-tcp/tcp", 100, 10), unanswered("xcatiport/tcp", 100, 10)...), answered("www-tcp/tcp", 5, 10)...),
 					services: clientsActOnAnswers},
 			},
 			want: [][]string{{"capture_one_sided"}},
@@ -255,7 +257,7 @@ func TestOneSided(t *testing.T) {
 		{
 			name: "an answer beyond the tolerance",
 			windows: []win{
-				{at: 10, ex: append(append(unanswered("www-tcp/tcp", 100, 10), unanswered("xcatiport/tcp", 100, 10)...), answered("www-tcp/tcp", 6)...),
+				{at: 10, ex: append(append(unanswered("www-tcp/tcp", 100, 10), unanswered("xcatiport/tcp", 100, 10)...), answered("www-tcp/tcp", 6, 10)...),
 					services: clientsActOnAnswers},
 			},
 			want:    [][]string{{}},
@@ -289,9 +291,9 @@ func TestOneSided(t *testing.T) {
 			name: "two-sided again: suppression ends, said only once",
 			windows: []win{
 				{at: 10, ex: append(unanswered("www-tcp/tcp", 15, 10), unanswered("xcatiport/tcp", 15, 10)...), services: clientsActOnAnswers},
-				{at: 20, ex: append(append(unanswered("www-tcp/tcp", 15, 20), unanswered("xcatiport/tcp", 15, 20)...), answered("www-tcp/tcp", 30)...),
+				{at: 20, ex: append(append(unanswered("www-tcp/tcp", 15, 20), unanswered("xcatiport/tcp", 15, 20)...), answered("www-tcp/tcp", 30, 20)...),
 					services: clientsActOnAnswers},
-				{at: 30, ex: append(append(unanswered("www-tcp/tcp", 15, 30), unanswered("xcatiport/tcp", 15, 30)...), answered("www-tcp/tcp", 30)...),
+				{at: 30, ex: append(append(unanswered("www-tcp/tcp", 15, 30), unanswered("xcatiport/tcp", 15, 30)...), answered("www-tcp/tcp", 30, 20)...),
 					services: clientsActOnAnswers},
 			},
 			want:    [][]string{{"capture_one_sided"}, {}, {}},

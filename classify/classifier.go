@@ -107,6 +107,12 @@ type Classifier struct {
 	unseenAnswers bool // some TFTP client followed up answers the capture never showed
 	recheck       bool // the catalog changed: announce blocks of rows now required
 
+	// newestSeen is the latest LastSeen of any exchange so far (Unix
+	// nanoseconds, the clock of the snapshots' packets); fullPass asks the
+	// next Update to look every exchange up. See Update.
+	newestSeen int64
+	fullPass   bool
+
 	// Scratch space reused by every Update.
 	deferred []deferredBlock
 	events   []pendingEvent
@@ -213,6 +219,7 @@ func (c *Classifier) SetCatalog(cat *catalog.Catalog) {
 		}
 	}
 	c.recheck = true
+	c.fullPass = true
 }
 
 // bindCatalog points every service at its row in cat. It reports whether a
@@ -264,7 +271,14 @@ func (c *Classifier) Update(s bpf.Snapshot) []Event {
 	}
 	c.counters = append(c.counters[:0], s.Services...)
 
-	matched := 0
+	// An exchange whose LastSeen is older than the previous snapshot's
+	// newest packet (less a margin for the time the kernel maps take to
+	// read) has not changed since: it needs no lookup. Only a full pass
+	// tells which exchanges vanished, so one runs after a window whose
+	// count shows that some did, and after a catalog change.
+	full := c.fullPass || c.newestSeen == 0
+	cutoff := c.newestSeen - int64(unchangedMargin)
+	present := 0
 	for k, cur := range s.Exchanges {
 		if int(k.Service) >= len(c.svc) {
 			continue
@@ -273,11 +287,24 @@ func (c *Classifier) Update(s bpf.Snapshot) []Event {
 		if svc.judge == judgeNothing || !c.inScope(k.Server) {
 			continue
 		}
-		matched++
+		present++
+		last := nanos(cur.LastSeen)
+		if last > c.newestSeen {
+			c.newestSeen = last
+		}
+		if !full && last != 0 && last < cutoff {
+			continue
+		}
 		c.observe(k, &cur, svc, s.Time)
 	}
-	if matched < c.live {
+	c.fullPass = false
+	switch {
+	case full && present < c.live:
 		c.forgetEvicted()
+	case !full && present != c.live:
+		// Some exchanges vanished, or an unchanged one is not tracked
+		// (a snapshot that missed it): the next pass sorts it out.
+		c.fullPass = true
 	}
 	c.observeUnexpected(s)
 
@@ -310,6 +337,12 @@ func (c *Classifier) Update(s bpf.Snapshot) []Event {
 	}
 	return out
 }
+
+// unchangedMargin is how much older than the newest packet of the previous
+// snapshot an exchange's LastSeen must be for Update to take it as unchanged.
+// It covers a snapshot read that is not instantaneous: a packet counted just
+// after its exchange was read can be older than the newest packet read.
+const unchangedMargin = time.Second
 
 // maxKeptScratch bounds the event and deferred-block buffers kept between
 // windows.

@@ -619,3 +619,55 @@ func TestSnapshotOddities(t *testing.T) {
 		t.Errorf("summary lists %d services", len(sum.Services))
 	}
 }
+
+// TestUnchangedAndVanished covers the bookkeeping that lets Update skip
+// exchanges untouched since the previous snapshot: vanished exchanges are
+// still forgotten, and one the snapshots had missed is still picked up.
+func TestUnchangedAndVanished(t *testing.T) {
+	cat := mustCatalog(t)
+	c := newClassifier(t, Config{Catalog: cat})
+	a := xc{svc: "www-tcp/tcp", client: node1, server: mn, first: 1, last: 5, attempts: 1, answers: 1}
+	b := xc{svc: "www-tcp/tcp", client: node2, server: mn, first: 1, last: 5, attempts: 1, answers: 1}
+	tracked := func(want int) {
+		t.Helper()
+		if got := len(c.exchanges); got != want {
+			t.Errorf("tracking %d exchanges, want %d", got, want)
+		}
+	}
+	c.Update(snapshot(t, cat, win{at: 10, ex: []xc{a, b}}))
+	tracked(2)
+
+	// a unchanged, b answered again: nothing vanished.
+	b.last, b.attempts, b.answers = 15, 2, 2
+	c.Update(snapshot(t, cat, win{at: 20, ex: []xc{a, b}}))
+	tracked(2)
+
+	// a evicted: seen by the count now, forgotten by the next full pass.
+	b.last, b.attempts, b.answers = 25, 3, 3
+	c.Update(snapshot(t, cat, win{at: 30, ex: []xc{b}}))
+	b.last, b.attempts, b.answers = 35, 4, 4
+	c.Update(snapshot(t, cat, win{at: 40, ex: []xc{b}}))
+	tracked(1)
+
+	// A snapshot that had missed an exchange: it shows up unchanged, with
+	// an old LastSeen, and three unanswered attempts over 8s.
+	missed := xc{svc: "xcatiport/tcp", client: node1, server: mn, first: 20, last: 28, attempts: 3}
+	if evs := c.Update(snapshot(t, cat, win{at: 50, ex: []xc{b, missed}})); len(evs) != 0 {
+		t.Errorf("window at 50s: %q", shorts(evs))
+	}
+	evs := c.Update(snapshot(t, cat, win{at: 60, ex: []xc{b, missed}}))
+	want := []string{"required_port_blocked xcatiport/tcp 10.0.1.11->10.0.0.1 no-reply"}
+	if got := shorts(evs); !slices.Equal(got, want) {
+		t.Errorf("window at 60s:\n got  %q\n want %q", got, want)
+	}
+	tracked(2)
+
+	// An exchange whose LastSeen is within the margin of the previous
+	// snapshot's newest packet (b's, at 35s) is looked at: an attempt
+	// counted just after the previous read still counts.
+	missed.attempts, missed.last = 4, 34.5
+	c.Update(snapshot(t, cat, win{at: 70, ex: []xc{b, missed}}))
+	if got := c.exchanges[packKey(exchangeKey(t, cat, "xcatiport/tcp", node1, mn))].seen.attempts; got != 4 {
+		t.Errorf("attempts %d, want 4", got)
+	}
+}
