@@ -86,6 +86,12 @@ func BenchmarkUpdate(b *testing.B) {
 			runtime.ReadMemStats(&before)
 			c := newClassifier(b, Config{Catalog: cat})
 			c.Update(s)
+			// Past the window in which unanswered exchanges become blocked
+			// (BenchmarkBlockedBurst measures that one).
+			for range 3 {
+				advance(&s, bc.share, bc.unanswered)
+				c.Update(s)
+			}
 			runtime.GC()
 			runtime.ReadMemStats(&after)
 			state := float64(after.HeapAlloc-before.HeapAlloc) / (1 << 20)
@@ -101,10 +107,32 @@ func BenchmarkUpdate(b *testing.B) {
 			b.StopTimer()
 			// After ResetTimer, which clears reported metrics.
 			b.ReportMetric(state, "MiB-state")
-			if got := len(c.exchanges); got != benchExchanges {
+			if got := c.exchanges.len(); got != benchExchanges {
 				b.Fatalf("tracking %d exchanges, want %d", got, benchExchanges)
 			}
 			runtime.KeepAlive(s)
 		})
+	}
+}
+
+// BenchmarkBlockedBurst measures the rare window in which all 100,000
+// exchanges become blocked at once, each with its event.
+func BenchmarkBlockedBurst(b *testing.B) {
+	cat := mustCatalog(b)
+	b.ReportAllocs()
+	for i := 0; i < b.N; i++ {
+		b.StopTimer()
+		c := newClassifier(b, Config{Catalog: cat})
+		s := benchSnapshot(b, cat, benchExchanges)
+		c.Update(s)
+		for range 2 {
+			advance(&s, 1, true)
+			c.Update(s)
+		}
+		advance(&s, 1, true)
+		b.StartTimer()
+		if evs := c.Update(s); len(evs) != benchExchanges {
+			b.Fatalf("%d events, want %d", len(evs), benchExchanges)
+		}
 	}
 }

@@ -1,6 +1,7 @@
 package classify
 
 import (
+	"bytes"
 	"cmp"
 	"net/netip"
 	"slices"
@@ -92,7 +93,7 @@ type Classifier struct {
 
 	svc [catalog.MaxServiceID + 1]serviceState
 
-	exchanges map[stateKey]*exchange
+	exchanges exchangeTable
 	live      int    // exchanges present in the last snapshot
 	gen       uint32 // counts Updates
 
@@ -114,8 +115,10 @@ type Classifier struct {
 	fullPass   bool
 
 	// Scratch space reused by every Update.
-	deferred []deferredBlock
-	events   []pendingEvent
+	deferred    []deferredBlock
+	verdicts    []exchangeVerdict
+	newPorts    []unexpectedVerdict
+	oneSidedMsg string // the window's capture_one_sided message, if any
 }
 
 // judgement says how a service's exchanges are judged.
@@ -166,7 +169,6 @@ func (s *serviceState) strongest() reasonCode {
 // deferredBlock is an exchange that silence would make blocked, held until
 // the one-sided rule has seen the whole window.
 type deferredBlock struct {
-	key        bpf.ExchangeKey
 	x          *exchange
 	returnPath bool
 }
@@ -191,7 +193,7 @@ func New(cfg Config) (*Classifier, error) {
 		cfg:         cfg,
 		minAttempts: uint64(cfg.MinAttempts),
 		minSpan:     int64(cfg.MinSpan),
-		exchanges:   make(map[stateKey]*exchange),
+		exchanges:   newExchangeTable(),
 		unexpected:  make(map[bpf.UnexpectedKey]*unexpectedPort),
 	}
 	c.bindCatalog(cfg.Catalog)
@@ -208,15 +210,15 @@ func (c *Classifier) SetCatalog(cat *catalog.Catalog) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.bindCatalog(cat) {
-		for k, x := range c.exchanges {
-			if c.svc[k.service].judge != judgeNothing {
-				continue
+		c.exchanges.deleteIf(func(x *exchange) bool {
+			if c.svc[x.key.service].judge != judgeNothing {
+				return false
 			}
 			if !x.has(flagAbsent) {
 				c.live--
 			}
-			delete(c.exchanges, k)
-		}
+			return true
+		})
 	}
 	c.recheck = true
 	c.fullPass = true
@@ -261,7 +263,9 @@ func (c *Classifier) Update(s bpf.Snapshot) []Event {
 
 	c.gen++
 	c.deferred = c.deferred[:0]
-	c.events = c.events[:0]
+	c.verdicts = c.verdicts[:0]
+	c.newPorts = c.newPorts[:0]
+	c.oneSidedMsg = ""
 	c.loc = s.Time.Location()
 	if c.start.IsZero() || (!s.Time.IsZero() && s.Time.Before(c.start)) {
 		c.start = s.Time
@@ -295,7 +299,7 @@ func (c *Classifier) Update(s bpf.Snapshot) []Event {
 		if !full && last != 0 && last < cutoff {
 			continue
 		}
-		c.observe(k, &cur, svc, s.Time)
+		c.observe(k, &cur, svc)
 	}
 	c.fullPass = false
 	switch {
@@ -312,25 +316,23 @@ func (c *Classifier) Update(s bpf.Snapshot) []Event {
 		c.oneSided = oneSided
 		if oneSided && !c.saidOneSided {
 			c.saidOneSided = true
-			c.events = append(c.events, pendingEvent{rank: rankOneSided, ev: Event{
-				Time: s.Time, Verdict: CaptureOneSided, Observer: c.cfg.Observer, Message: msg,
-			}})
+			c.oneSidedMsg = msg
 		}
 	}
 	if !c.oneSided {
 		for _, d := range c.deferred {
-			c.block(d.key, d.x, &c.svc[d.key.Service], reasonNoReply, d.returnPath, s.Time)
+			c.block(d.x, &c.svc[d.x.key.service], reasonNoReply, d.returnPath)
 		}
 	}
 	if c.recheck {
 		c.recheck = false
-		c.announceNewlyRequired(s.Time)
+		c.announceNewlyRequired()
 	}
 
-	out := c.sortedEvents()
+	out := c.events(s.Time)
 	// Scratch space grown by a burst of verdicts is not kept for ever.
-	if cap(c.events) > maxKeptScratch {
-		c.events = nil
+	if cap(c.verdicts) > maxKeptScratch {
+		c.verdicts = nil
 	}
 	if cap(c.deferred) > maxKeptScratch {
 		c.deferred = nil
@@ -348,25 +350,6 @@ const unchangedMargin = time.Second
 // windows.
 const maxKeptScratch = 4096
 
-// sortedEvents returns the window's events in their stable order. It sorts
-// indexes rather than the events themselves, which are large: a window in
-// which a whole burst becomes blocked holds one event per exchange.
-func (c *Classifier) sortedEvents() []Event {
-	if len(c.events) == 0 {
-		return nil
-	}
-	order := make([]int, len(c.events))
-	for i := range order {
-		order[i] = i
-	}
-	slices.SortFunc(order, func(a, b int) int { return comparePending(&c.events[a], &c.events[b]) })
-	out := make([]Event, len(order))
-	for i, j := range order {
-		out[i] = c.events[j].ev
-	}
-	return out
-}
-
 func (c *Classifier) inScope(server netip.Addr) bool {
 	if len(c.cfg.MgmtNets) == 0 || !server.IsValid() {
 		return true
@@ -381,16 +364,16 @@ func (c *Classifier) inScope(server netip.Addr) bool {
 }
 
 // observe takes one exchange's counters from the snapshot.
-func (c *Classifier) observe(k bpf.ExchangeKey, cur *bpf.ExchangeCounters, svc *serviceState, now time.Time) {
+func (c *Classifier) observe(k bpf.ExchangeKey, cur *bpf.ExchangeCounters, svc *serviceState) {
 	pk := packKey(k)
-	x := c.exchanges[pk]
+	x := c.exchanges.get(&pk)
 	seen := countsOf(cur)
 	var delta counts
 	fresh := false // the exchange (or this incarnation of it) began in the window
 	switch {
 	case x == nil:
-		x = &exchange{firstSeen: nanos(cur.FirstSeen)}
-		c.exchanges[pk] = x
+		x = &exchange{key: pk, firstSeen: nanos(cur.FirstSeen)}
+		c.exchanges.add(x)
 		c.live++
 		svc.exchanges++
 		if !cur.FirstSeen.IsZero() && cur.FirstSeen.Before(c.start) {
@@ -436,12 +419,12 @@ func (c *Classifier) observe(k bpf.ExchangeKey, cur *bpf.ExchangeCounters, svc *
 	if svc.judge == judgeICMPOnly {
 		if r := icmpReason(delta); r != reasonNone {
 			x.pending = 0
-			c.block(k, x, svc, r, false, now)
+			c.block(x, svc, r, false)
 			return
 		}
 		addPending()
 		if x.reason != reasonNone && c.enoughAttempts(x) {
-			c.clear(k, x, svc, now)
+			c.clear(x, svc)
 		}
 		return
 	}
@@ -460,7 +443,7 @@ func (c *Classifier) observe(k bpf.ExchangeKey, cur *bpf.ExchangeCounters, svc *
 			svc.confirmed++
 		}
 		if x.reason != reasonNone {
-			c.clear(k, x, svc, now)
+			c.clear(x, svc)
 		}
 		return
 	}
@@ -474,11 +457,11 @@ func (c *Classifier) observe(k bpf.ExchangeKey, cur *bpf.ExchangeCounters, svc *
 	}
 	switch {
 	case r != reasonNone:
-		c.block(k, x, svc, r, false, now)
+		c.block(x, svc, r, false)
 	case delta.returnBlocked > 0:
-		c.block(k, x, svc, reasonNoReply, true, now)
+		c.block(x, svc, reasonNoReply, true)
 	case x.reason == reasonNone && c.enoughAttempts(x):
-		c.deferred = append(c.deferred, deferredBlock{key: k, x: x, returnPath: x.has(flagAnsweredUnconfirmed)})
+		c.deferred = append(c.deferred, deferredBlock{x: x, returnPath: x.has(flagAnsweredUnconfirmed)})
 	}
 }
 
@@ -511,7 +494,7 @@ func (c *Classifier) enoughAttempts(x *exchange) bool {
 
 // block makes the exchange blocked for reason r, or strengthens the reason
 // of a block.
-func (c *Classifier) block(k bpf.ExchangeKey, x *exchange, svc *serviceState, r reasonCode, returnPath bool, now time.Time) {
+func (c *Classifier) block(x *exchange, svc *serviceState, r reasonCode, returnPath bool) {
 	if x.reason != reasonNone {
 		if r > x.reason {
 			svc.blocked[x.reason]--
@@ -528,17 +511,17 @@ func (c *Classifier) block(k bpf.ExchangeKey, x *exchange, svc *serviceState, r 
 	}
 	if svc.alarm {
 		x.flags |= flagAnnounced
-		c.events = append(c.events, c.exchangeEvent(RequiredPortBlocked, k, x, svc, r, now))
+		c.verdicts = append(c.verdicts, exchangeVerdict{key: x.key, x: x, verdict: RequiredPortBlocked, reason: r})
 	}
 }
 
 // clear ends the exchange's block.
-func (c *Classifier) clear(k bpf.ExchangeKey, x *exchange, svc *serviceState, now time.Time) {
+func (c *Classifier) clear(x *exchange, svc *serviceState) {
 	was := x.reason
 	svc.blocked[was]--
 	x.reason = reasonNone
 	if x.has(flagAnnounced) {
-		c.events = append(c.events, c.exchangeEvent(Cleared, k, x, svc, was, now))
+		c.verdicts = append(c.verdicts, exchangeVerdict{key: x.key, x: x, verdict: Cleared, reason: was})
 	}
 	x.flags &^= flagAnnounced | flagReturnPath
 }
@@ -546,30 +529,30 @@ func (c *Classifier) clear(k bpf.ExchangeKey, x *exchange, svc *serviceState, no
 // forgetEvicted drops the exchanges that left the snapshot. Blocked ones stay,
 // marked absent, so that the block is still known.
 func (c *Classifier) forgetEvicted() {
-	for k, x := range c.exchanges {
+	c.exchanges.deleteIf(func(x *exchange) bool {
 		if x.gen == c.gen || x.has(flagAbsent) {
-			continue
+			return false
 		}
 		c.live--
 		if x.reason == reasonNone {
-			delete(c.exchanges, k)
-			continue
+			return true
 		}
 		x.retire()
 		x.flags |= flagAbsent
-	}
+		return false
+	})
 }
 
 // announceNewlyRequired emits the blocks that were silent because their row
 // was not required, now that the catalog requires it.
-func (c *Classifier) announceNewlyRequired(now time.Time) {
-	for pk, x := range c.exchanges {
-		svc := &c.svc[pk.service]
+func (c *Classifier) announceNewlyRequired() {
+	for x := range c.exchanges.all() {
+		svc := &c.svc[x.key.service]
 		if x.reason == reasonNone || x.has(flagAnnounced) || !svc.alarm {
 			continue
 		}
 		x.flags |= flagAnnounced
-		c.events = append(c.events, c.exchangeEvent(RequiredPortBlocked, pk.unpack(), x, svc, x.reason, now))
+		c.verdicts = append(c.verdicts, exchangeVerdict{key: x.key, x: x, verdict: RequiredPortBlocked, reason: x.reason})
 	}
 }
 
@@ -599,93 +582,108 @@ func (c *Classifier) observeUnexpected(s bpf.Snapshot) {
 			continue
 		}
 		u.announced = true
-		c.events = append(c.events, pendingEvent{rank: rankUnexpected, unexpected: k, ev: Event{
-			Time:      s.Time,
+		c.newPorts = append(c.newPorts, unexpectedVerdict{key: k, port: u, client: cur.Client})
+	}
+}
+
+// exchangeVerdict is a verdict reached on an exchange in this window; its
+// event is built once the window is judged.
+type exchangeVerdict struct {
+	key     stateKey // a copy of x.key: sorting compares keys without chasing x
+	x       *exchange
+	verdict Verdict
+	reason  reasonCode // for cleared: the reason the block had
+}
+
+// unexpectedVerdict is a port in no catalog row that answered for the first
+// time in this window.
+type unexpectedVerdict struct {
+	key    bpf.UnexpectedKey
+	port   *unexpectedPort
+	client netip.Addr
+}
+
+// events builds the window's events, in a stable order: capture_one_sided,
+// then exchange verdicts by service, server and client, then unexpected
+// ports by protocol, server and port. Building them at the end rather than
+// as verdicts arise lets a window in which a whole burst becomes blocked
+// allocate its events once.
+func (c *Classifier) events(now time.Time) []Event {
+	n := len(c.verdicts) + len(c.newPorts)
+	if c.oneSidedMsg != "" {
+		n++
+	}
+	if n == 0 {
+		return nil
+	}
+	out := make([]Event, 0, n)
+	if c.oneSidedMsg != "" {
+		out = append(out, Event{Time: now, Verdict: CaptureOneSided, Observer: c.cfg.Observer, Message: c.oneSidedMsg})
+	}
+	slices.SortFunc(c.verdicts, func(a, b exchangeVerdict) int {
+		ka, kb := &a.key, &b.key
+		return cmp.Or(
+			cmp.Compare(ka.service, kb.service),
+			bytes.Compare(ka.server[:], kb.server[:]),
+			bytes.Compare(ka.client[:], kb.client[:]),
+			bytes.Compare(ka.mac[:], kb.mac[:]),
+			cmp.Compare(a.verdict, b.verdict),
+		)
+	})
+	for _, v := range c.verdicts {
+		out = append(out, c.exchangeEvent(v, now))
+	}
+	slices.SortFunc(c.newPorts, func(a, b unexpectedVerdict) int {
+		return cmp.Or(cmp.Compare(a.key.Proto, b.key.Proto), a.key.Server.Compare(b.key.Server), cmp.Compare(a.key.Port, b.key.Port))
+	})
+	for _, v := range c.newPorts {
+		out = append(out, Event{
+			Time:      now,
 			Verdict:   UnexpectedPortOpen,
-			Proto:     k.Proto.String(),
-			Port:      k.Port,
-			Client:    addrString(cur.Client),
-			Server:    addrString(k.Server),
-			Answers:   u.answers,
-			FirstSeen: u.first,
-			LastSeen:  u.last,
+			Proto:     v.key.Proto.String(),
+			Port:      v.key.Port,
+			Client:    addrString(v.client),
+			Server:    addrString(v.key.Server),
+			Answers:   v.port.answers,
+			FirstSeen: v.port.first,
+			LastSeen:  v.port.last,
 			Observer:  c.cfg.Observer,
-			Message:   unexpectedMessage(k, cur.Client),
-		}})
+			Message:   unexpectedMessage(v.key, v.client),
+		})
 	}
-}
-
-// Event ranks: the order of kinds within one Update's events.
-const (
-	rankOneSided = iota
-	rankExchange
-	rankUnexpected
-)
-
-// pendingEvent is an event with the key that sorts it.
-type pendingEvent struct {
-	rank       int
-	exchange   bpf.ExchangeKey
-	unexpected bpf.UnexpectedKey
-	ev         Event
-}
-
-func comparePending(a, b *pendingEvent) int {
-	if c := cmp.Compare(a.rank, b.rank); c != 0 {
-		return c
-	}
-	ka, kb := a.exchange, b.exchange
-	if c := cmp.Compare(ka.Service, kb.Service); c != 0 {
-		return c
-	}
-	if c := ka.Server.Compare(kb.Server); c != 0 {
-		return c
-	}
-	if c := ka.Client.Compare(kb.Client); c != 0 {
-		return c
-	}
-	if c := slices.Compare(ka.ClientMAC[:], kb.ClientMAC[:]); c != 0 {
-		return c
-	}
-	ua, ub := a.unexpected, b.unexpected
-	if c := cmp.Compare(ua.Proto, ub.Proto); c != 0 {
-		return c
-	}
-	if c := ua.Server.Compare(ub.Server); c != 0 {
-		return c
-	}
-	if c := cmp.Compare(ua.Port, ub.Port); c != 0 {
-		return c
-	}
-	return cmp.Compare(a.ev.Verdict, b.ev.Verdict)
+	return out
 }
 
 // exchangeEvent builds a blocked or cleared event with its evidence.
-func (c *Classifier) exchangeEvent(v Verdict, k bpf.ExchangeKey, x *exchange, svc *serviceState, r reasonCode, now time.Time) pendingEvent {
+func (c *Classifier) exchangeEvent(v exchangeVerdict, now time.Time) Event {
+	x := v.x
+	svc := &c.svc[x.key.service]
 	e := svc.entry
+	k := x.key.unpack()
+	client, server := clientString(k), addrString(k.Server)
 	total := x.total()
 	ev := Event{
 		Time:          now,
-		Verdict:       v,
+		Verdict:       v.verdict,
 		Service:       e.Name,
 		ServiceID:     uint16(e.ID),
 		Proto:         e.Proto.String(),
 		Port:          e.Port,
-		Reason:        reasonNames[r],
+		Reason:        reasonNames[v.reason],
 		Required:      c.cat.IsRequired(e),
-		Client:        clientString(k),
-		Server:        addrString(k.Server),
+		Client:        client,
+		Server:        server,
 		Attempts:      total.attempts,
 		Answers:       total.answers,
 		Resets:        total.resets,
 		ICMPClosed:    total.icmpClosed,
 		ICMPFiltered:  total.icmpFiltered,
 		ReturnBlocked: total.returnBlocked,
-		ReturnPath:    x.has(flagReturnPath),
+		ReturnPath:    v.verdict == RequiredPortBlocked && x.has(flagReturnPath),
 		FirstSeen:     timeAt(x.firstSeen, c.loc),
 		LastSeen:      timeAt(x.lastSeen, c.loc),
 		Observer:      c.cfg.Observer,
 	}
-	ev.Message = exchangeMessage(v, e, k, x, total, r, svc.judge)
-	return pendingEvent{rank: rankExchange, exchange: k, ev: ev}
+	ev.Message = exchangeMessage(v.verdict, e, client, server, x, total, v.reason, svc.judge)
+	return ev
 }

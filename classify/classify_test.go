@@ -630,7 +630,7 @@ func TestUnchangedAndVanished(t *testing.T) {
 	b := xc{svc: "www-tcp/tcp", client: node2, server: mn, first: 1, last: 5, attempts: 1, answers: 1}
 	tracked := func(want int) {
 		t.Helper()
-		if got := len(c.exchanges); got != want {
+		if got := c.exchanges.len(); got != want {
 			t.Errorf("tracking %d exchanges, want %d", got, want)
 		}
 	}
@@ -667,7 +667,8 @@ func TestUnchangedAndVanished(t *testing.T) {
 	// counted just after the previous read still counts.
 	missed.attempts, missed.last = 4, 34.5
 	c.Update(snapshot(t, cat, win{at: 70, ex: []xc{b, missed}}))
-	if got := c.exchanges[packKey(exchangeKey(t, cat, "xcatiport/tcp", node1, mn))].seen.attempts; got != 4 {
+	key := packKey(exchangeKey(t, cat, "xcatiport/tcp", node1, mn))
+	if got := c.exchanges.get(&key).seen.attempts; got != 4 {
 		t.Errorf("attempts %d, want 4", got)
 	}
 }

@@ -122,6 +122,8 @@ const (
 // exchange is what the classifier remembers of one exchange between windows.
 // It is kept small: a busy management network tracks 100,000 of them.
 type exchange struct {
+	key  stateKey
+	next *exchange // the next exchange with the same fingerprint
 	// seen holds the counters of the exchange's current incarnation at the
 	// last snapshot: the base of the next window's delta.
 	seen counts

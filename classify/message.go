@@ -1,7 +1,6 @@
 package classify
 
 import (
-	"fmt"
 	"net"
 	"net/netip"
 	"strconv"
@@ -10,6 +9,9 @@ import (
 	"portwatch/bpf"
 	"portwatch/catalog"
 )
+
+// The messages are built with appends rather than fmt: a window in which a
+// whole provisioning burst becomes blocked builds one per exchange.
 
 // clientString is the exchange's client: an IP address, or for DHCP the
 // hardware address.
@@ -29,87 +31,127 @@ func addrString(a netip.Addr) string {
 	return a.Unmap().String()
 }
 
-// portText is the row's port for a message: "69", "7000-7010", "dynamic".
-func portText(e *catalog.Entry) string {
+// appendPort appends the row's port for a message: "69", "7000-7010",
+// "dynamic".
+func appendPort(b []byte, e *catalog.Entry) []byte {
 	switch {
 	case !e.HasPort():
-		return "dynamic"
+		return append(b, "dynamic"...)
 	case e.PortLast != e.Port:
-		return fmt.Sprintf("%d-%d", e.Port, e.PortLast)
+		b = strconv.AppendUint(b, uint64(e.Port), 10)
+		b = append(b, '-')
+		return strconv.AppendUint(b, uint64(e.PortLast), 10)
 	}
-	return strconv.Itoa(int(e.Port))
+	return strconv.AppendUint(b, uint64(e.Port), 10)
 }
 
-// exchangeSubject is "tftp-udp (udp/69) from 10.0.1.11 to 10.0.0.1".
-func exchangeSubject(e *catalog.Entry, k bpf.ExchangeKey) string {
-	server := addrString(k.Server)
-	if k.IsDHCP() {
+// appendSubject appends "tftp-udp (udp/69) from 10.0.1.11 to 10.0.0.1: ".
+func appendSubject(b []byte, e *catalog.Entry, client, server string) []byte {
+	if server == "" {
 		server = "any DHCP server"
 	}
-	return fmt.Sprintf("%s (%s/%s) from %s to %s", e.Name, e.Proto, portText(e), clientString(k), server)
+	b = append(b, e.Name...)
+	b = append(b, " ("...)
+	b = append(b, e.Proto.String()...)
+	b = append(b, '/')
+	b = appendPort(b, e)
+	b = append(b, ") from "...)
+	b = append(b, client...)
+	b = append(b, " to "...)
+	b = append(b, server...)
+	return append(b, ": "...)
 }
 
-// plural renders "1 request", "4 requests".
-func plural(n uint64, one, many string) string {
+// appendCount appends "1 request" or "4 requests".
+func appendCount(b []byte, n uint64, one, many string) []byte {
+	b = strconv.AppendUint(b, n, 10)
+	b = append(b, ' ')
 	if n == 1 {
-		return "1 " + one
+		return append(b, one...)
 	}
-	return strconv.FormatUint(n, 10) + " " + many
+	return append(b, many...)
 }
 
-func attemptsText(e *catalog.Entry, n uint64) string {
+func appendAttempts(b []byte, e *catalog.Entry, n uint64) []byte {
 	if e.Proto == catalog.TCP {
-		return plural(n, "connection attempt", "connection attempts")
+		return appendCount(b, n, "connection attempt", "connection attempts")
 	}
-	return plural(n, "request", "requests")
+	return appendCount(b, n, "request", "requests")
 }
 
-// spanText renders a span for people: tenths of a second below a minute.
-func spanText(ns int64) string {
+// appendSpan appends a span for people: tenths of a second below a minute.
+func appendSpan(b []byte, ns int64) []byte {
 	d := time.Duration(ns)
 	if d < time.Minute {
-		return d.Round(100 * time.Millisecond).String()
+		d = d.Round(100 * time.Millisecond)
+	} else {
+		d = d.Round(time.Second)
 	}
-	return d.Round(time.Second).String()
+	return append(b, d.String()...)
 }
 
 // exchangeMessage is the one sentence of a blocked or cleared event.
-func exchangeMessage(v Verdict, e *catalog.Entry, k bpf.ExchangeKey, x *exchange, total counts, r reasonCode, judge judgement) string {
-	subject := exchangeSubject(e, k)
-	span := spanText(x.lastSeen - x.pendingSince)
+func exchangeMessage(v Verdict, e *catalog.Entry, client, server string, x *exchange, total counts, r reasonCode, judge judgement) string {
+	b := make([]byte, 0, 256)
+	b = appendSubject(b, e, client, server)
+	span := x.lastSeen - x.pendingSince
 	if v == Cleared {
 		if judge == judgeICMPOnly {
-			return fmt.Sprintf("%s: %s over %s drew no ICMP error after it was blocked (%s)",
-				subject, attemptsText(e, x.pending), span, reasonNames[r])
+			b = appendAttempts(b, e, x.pending)
+			b = append(b, " over "...)
+			b = appendSpan(b, span)
+			b = append(b, " drew no ICMP error after it was blocked ("...)
+		} else {
+			b = append(b, "answered again after it was blocked ("...)
 		}
-		return fmt.Sprintf("%s: answered again after it was blocked (%s)", subject, reasonNames[r])
-	}
-	switch r {
-	case reasonAdminProhibited:
-		return fmt.Sprintf("%s: refused by a firewall (%s), no answer",
-			subject, plural(total.icmpFiltered, "ICMP administratively prohibited", "ICMP administratively prohibited errors"))
-	case reasonPortUnreachable:
-		return fmt.Sprintf("%s: nothing listens on the port (%s), no answer",
-			subject, plural(total.icmpClosed, "ICMP port unreachable", "ICMP port unreachable errors"))
-	case reasonReset:
-		return fmt.Sprintf("%s: connection refused (%s), no answer",
-			subject, plural(total.resets, "TCP reset", "TCP resets"))
+		b = append(b, reasonNames[r]...)
+		return string(append(b, ')'))
 	}
 	switch {
+	case r == reasonAdminProhibited:
+		b = append(b, "refused by a firewall ("...)
+		b = appendCount(b, total.icmpFiltered, "ICMP administratively prohibited", "ICMP administratively prohibited errors")
+		b = append(b, "), no answer"...)
+	case r == reasonPortUnreachable:
+		b = append(b, "nothing listens on the port ("...)
+		b = appendCount(b, total.icmpClosed, "ICMP port unreachable", "ICMP port unreachable errors")
+		b = append(b, "), no answer"...)
+	case r == reasonReset:
+		b = append(b, "connection refused ("...)
+		b = appendCount(b, total.resets, "TCP reset", "TCP resets")
+		b = append(b, "), no answer"...)
 	case x.has(flagReturnPath) && total.returnBlocked > 0:
-		return fmt.Sprintf("%s: the server answered, but %s quoting its answers show them refused on their way back to the client",
-			subject, plural(total.returnBlocked, "ICMP error", "ICMP errors"))
+		b = append(b, "the server answered, but "...)
+		b = appendCount(b, total.returnBlocked, "ICMP error", "ICMP errors")
+		b = append(b, " quoting its answers show them refused on their way back to the client"...)
 	case x.has(flagReturnPath):
-		return fmt.Sprintf("%s: the server answered %s over %s, but the client never followed up: the answers never reach it (typical of a stateful firewall without a TFTP helper)",
-			subject, attemptsText(e, x.pending), span)
+		b = append(b, "the server answered "...)
+		b = appendAttempts(b, e, x.pending)
+		b = append(b, " over "...)
+		b = appendSpan(b, span)
+		b = append(b, ", but the client never followed up: the answers never reach it (typical of a stateful firewall without a TFTP helper)"...)
+	default:
+		b = appendAttempts(b, e, x.pending)
+		b = append(b, " over "...)
+		b = appendSpan(b, span)
+		b = append(b, ", no reply"...)
 	}
-	return fmt.Sprintf("%s: %s over %s, no reply", subject, attemptsText(e, x.pending), span)
+	return string(b)
 }
 
+// unexpectedMessage is "udp/5353 on 10.0.0.1 answered 10.0.1.11: the port is
+// in no catalog row".
 func unexpectedMessage(k bpf.UnexpectedKey, client netip.Addr) string {
-	to := ""
+	b := make([]byte, 0, 96)
+	b = append(b, k.Proto.String()...)
+	b = append(b, '/')
+	b = strconv.AppendUint(b, uint64(k.Port), 10)
+	b = append(b, " on "...)
+	b = append(b, addrString(k.Server)...)
+	b = append(b, " answered"...)
 	if client.IsValid() {
-		to = " " + addrString(client)
+		b = append(b, ' ')
+		b = append(b, addrString(client)...)
 	}
-	return fmt.Sprintf("%s/%d on %s answered%s: the port is in no catalog row", k.Proto, k.Port, addrString(k.Server), to)
+	return string(append(b, ": the port is in no catalog row"...))
 }

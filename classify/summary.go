@@ -159,9 +159,9 @@ func (c *Classifier) Summary() Summary {
 // server and client.
 func (c *Classifier) blockedPairs() map[catalog.ServiceID][]bpf.ExchangeKey {
 	out := map[catalog.ServiceID][]bpf.ExchangeKey{}
-	for pk, x := range c.exchanges {
+	for x := range c.exchanges.all() {
 		if x.reason != reasonNone {
-			out[pk.service] = append(out[pk.service], pk.unpack())
+			out[x.key.service] = append(out[x.key.service], x.key.unpack())
 		}
 	}
 	for _, keys := range out {
