@@ -3,6 +3,7 @@ package classify
 import (
 	"bytes"
 	"cmp"
+	"math"
 	"net/netip"
 	"slices"
 	"sync"
@@ -18,11 +19,12 @@ import (
 // Windows and deltas. Update takes one snapshot per window and works on the
 // difference from the previous one, per exchange. An exchange missing from
 // the snapshot was evicted from the kernel's bounded table: it is forgotten
-// without an event, except that a blocked exchange is kept as blocked (with
-// its counters folded away) so that the summary still lists it and, should
-// it come back, it is not announced twice. An exchange whose counters went
-// down was evicted and created again: its current counters are the delta.
-// Events count over the exchange's whole life, across such incarnations.
+// without an event (at the latest one window later, see Update), except
+// that a blocked exchange is kept as blocked, with its counters folded
+// away, so that the summary still lists it and, should it come back, it is
+// not announced twice. An exchange whose counters went down was evicted and
+// created again: its current counters are the delta. Events count over the
+// exchange's whole life, across such incarnations.
 //
 // Attempts and answers. An attempt is what the packet layer counts in
 // Attempts (a SYN, its retransmits not included; a UDP request; a DHCP
@@ -275,13 +277,20 @@ func (c *Classifier) Update(s bpf.Snapshot) []Event {
 	}
 	c.counters = append(c.counters[:0], s.Services...)
 
-	// An exchange whose LastSeen is older than the previous snapshot's
+	// An exchange whose LastSeen is older than the previous snapshots'
 	// newest packet (less a margin for the time the kernel maps take to
-	// read) has not changed since: it needs no lookup. Only a full pass
-	// tells which exchanges vanished, so one runs after a window whose
-	// count shows that some did, and after a catalog change.
+	// read) has not changed since: it needs no lookup, which makes a
+	// window over a large, mostly idle table cheap. Only a full pass tells
+	// which exchanges vanished, so one runs after a window whose count
+	// shows that some did (or that the snapshots had missed one), and
+	// after a catalog change. A LastSeen later than the snapshot itself (a
+	// damaged capture timestamp) is not trusted as the newest packet.
 	full := c.fullPass || c.newestSeen == 0
 	cutoff := c.newestSeen - int64(unchangedMargin)
+	ceiling := nanos(s.Time)
+	if ceiling == 0 {
+		ceiling = math.MaxInt64
+	}
 	present := 0
 	for k, cur := range s.Exchanges {
 		if int(k.Service) >= len(c.svc) {
@@ -293,7 +302,7 @@ func (c *Classifier) Update(s bpf.Snapshot) []Event {
 		}
 		present++
 		last := nanos(cur.LastSeen)
-		if last > c.newestSeen {
+		if last > c.newestSeen && last <= ceiling {
 			c.newestSeen = last
 		}
 		if !full && last != 0 && last < cutoff {

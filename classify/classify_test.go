@@ -672,3 +672,19 @@ func TestUnchangedAndVanished(t *testing.T) {
 		t.Errorf("attempts %d, want 4", got)
 	}
 }
+
+// TestFutureTimestamp: one exchange stamped far in the future (a damaged
+// capture) must not make every other exchange look unchanged.
+func TestFutureTimestamp(t *testing.T) {
+	cat := mustCatalog(t)
+	c := newClassifier(t, Config{Catalog: cat})
+	bogus := xc{svc: "www-tcp/tcp", client: node2, server: mn, first: 1, last: 1e6, attempts: 1, answers: 1}
+	c.Update(snapshot(t, cat, win{at: 10, ex: []xc{bogus,
+		{svc: "xcatiport/tcp", client: node1, server: mn, first: 5, last: 5, attempts: 1}}}))
+	evs := c.Update(snapshot(t, cat, win{at: 20, ex: []xc{bogus,
+		{svc: "xcatiport/tcp", client: node1, server: mn, first: 5, last: 19, attempts: 3}}}))
+	want := []string{"required_port_blocked xcatiport/tcp 10.0.1.11->10.0.0.1 no-reply"}
+	if got := shorts(evs); !slices.Equal(got, want) {
+		t.Errorf("got %q, want %q", got, want)
+	}
+}

@@ -107,7 +107,7 @@ func (f *Flags) Register(fs *pflag.FlagSet) {
 	fs.IntVar(&f.MinAttempts, "min-attempts", DefaultMinAttempts,
 		"call a silent service blocked after this many unanswered attempts from one client (SYN retransmits count as one attempt)")
 	fs.DurationVar(&f.MinSpan, "min-span", DefaultMinSpan,
-		"... and only when the first and the last of those attempts are at least this far apart, so that a burst of parallel requests is not taken for retries")
+		"call a silent service blocked only when the first and the last of those unanswered attempts are at least this far apart, so that a burst of parallel requests is not taken for retries")
 	fs.Var((*prefixList)(&f.MgmtNets), "mgmt-net",
 		"management network `CIDR` (repeatable, or comma-separated): only servers inside it count for blocked and unexpected verdicts (default: every server)")
 }
