@@ -63,6 +63,13 @@ func TestVerdicts(t *testing.T) {
 			want: [][]string{{"required_port_blocked xcatiport/tcp 10.0.1.11->10.0.0.1 no-reply"}},
 		},
 		{
+			name: "span just over MinSpan",
+			windows: []win{
+				{at: 10, ex: []xc{{svc: "xcatiport/tcp", client: node1, server: mn, first: 1, last: 4.001, attempts: 3}}},
+			},
+			want: [][]string{{"required_port_blocked xcatiport/tcp 10.0.1.11->10.0.0.1 no-reply"}},
+		},
+		{
 			name: "SYN retransmits are one attempt",
 			windows: []win{
 				{at: 10, ex: []xc{{svc: "www-tcp/tcp", client: node1, server: mn, first: 1, last: 8, attempts: 1, retransmits: 3}}},
