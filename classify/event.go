@@ -72,6 +72,10 @@ type Event struct {
 	ICMPClosed    uint64 `json:"icmp_closed"`
 	ICMPFiltered  uint64 `json:"icmp_filtered"`
 	ReturnBlocked uint64 `json:"return_blocked"`
+	// ReturnPath is true when the block is on the way back: the server
+	// answered but the answer never reached the client (never followed up,
+	// or refused by ICMP).
+	ReturnPath bool `json:"return_path,omitempty"`
 
 	FirstSeen time.Time `json:"first_seen,omitzero"`
 	LastSeen  time.Time `json:"last_seen,omitzero"`
@@ -90,6 +94,9 @@ const (
 	StateBlocked     ServiceState = "blocked"
 	StateNotSeen     ServiceState = "not-seen"
 	StateNeverOnWire ServiceState = "never-on-wire"
+	// StateUnconfirmed: traffic, but neither an answer nor a block: too few
+	// attempts to judge, a one-sided capture, or exchanges not tracked.
+	StateUnconfirmed ServiceState = "unconfirmed"
 )
 
 // Pair is a client and a server of an exchange.
