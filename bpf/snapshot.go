@@ -34,17 +34,17 @@ type Snapshot struct {
 
 // ServiceCounters are one catalog row's counters.
 type ServiceCounters struct {
-	Packets  uint64
-	Bytes    uint64
-	Requests uint64 // packets toward the service port
-	Replies  uint64 // packets from it, or for TFTP from the server's ephemeral port
-	SYN      uint64 // SYN without ACK
-	SYNACK   uint64
-	RST      uint64
+	Packets  uint64 `json:"packets"`
+	Bytes    uint64 `json:"bytes"`
+	Requests uint64 `json:"requests"` // packets toward the service port
+	Replies  uint64 `json:"replies"`  // packets from it, or for TFTP from the server's ephemeral port
+	SYN      uint64 `json:"syn"`      // SYN without ACK
+	SYNACK   uint64 `json:"syn_ack"`
+	RST      uint64 `json:"rst"`
 	// ICMP destination-unreachable errors quoting a request to the service.
-	ICMPClosed   uint64 // port unreachable
-	ICMPFiltered uint64 // administratively prohibited
-	ICMPOther    uint64 // any other unreachable code (host, network, ...)
+	ICMPClosed   uint64 `json:"icmp_closed"`   // port unreachable
+	ICMPFiltered uint64 `json:"icmp_filtered"` // administratively prohibited
+	ICMPOther    uint64 `json:"icmp_other"`    // any other unreachable code (host, network, ...)
 }
 
 // ExchangeKey names an exchange: a client host with a server's service.
