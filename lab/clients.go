@@ -182,11 +182,18 @@ func classifyErr(err error) Outcome {
 	return OutcomeFailed
 }
 
-// Client timeouts: a blocked port costs a test seconds, not minutes.
+// Client timeouts: a blocked port costs a test seconds, not minutes. A
+// client that gets no answer tries again for at least blockedSpan, so that
+// an observer sees what portwatch's rule needs to call a silent port
+// blocked (3 attempts over 3 s by default).
 const (
 	connectTimeout = 2 * time.Second
 	udpWait        = 1500 * time.Millisecond
-	clientDeadline = 6 * time.Second
+	clientDeadline = 8 * time.Second
+	// retryAttempts separate attempts (new socket, new source port), each
+	// waiting retryWait: the first and the last are 4 s apart.
+	retryAttempts = 3
+	retryWait     = 2 * time.Second
 )
 
 // seq numbers the files and syslog messages of client runs.
@@ -226,7 +233,7 @@ func fail(r Result, err error) Result {
 // dnsmasq to the one on mn; the node must be offered its own address.
 func (l *Lab) DHCP(ctx context.Context, h Host) Result {
 	r := l.runClient(ctx, h, "dhcp", clientDeadline, nil, nil,
-		[]string{"busybox", "udhcpc", "-n", "-q", "-s", "/bin/true", "-i", h.Iface, "-t", "3", "-T", "1"})
+		[]string{"busybox", "udhcpc", "-n", "-q", "-s", "/bin/true", "-i", h.Iface, "-t", "5", "-T", "1"})
 	if r.Outcome == OutcomeOK && !strings.Contains(r.Output, "lease of "+h.Addr.String()+" obtained") {
 		r = fail(r, fmt.Errorf("the lease is not for %s", h.Addr))
 	}
@@ -234,10 +241,11 @@ func (l *Lab) DHCP(ctx context.Context, h Host) Result {
 }
 
 // TFTPGet fetches the boot file with tftp-hpa's client, 512-byte blocks.
-// tftp-hpa exits 0 even when a transfer fails, so the file decides.
+// Unanswered, it repeats its read request every second for 5 s. tftp-hpa
+// exits 0 even when a transfer fails, so the file decides.
 func (l *Lab) TFTPGet(ctx context.Context, h Host) Result {
 	dst := l.clientFile(h, "tftp")
-	script := fmt.Sprintf("binary\nrexmt 1\ntimeout 3\nget %s %s\nquit\n", BootFileName, dst)
+	script := fmt.Sprintf("binary\nrexmt 1\ntimeout 5\nget %s %s\nquit\n", BootFileName, dst)
 	r := l.runClient(ctx, h, "tftp", clientDeadline, nil, []byte(script), []string{"tftp", l.topo.mn.Addr.String()})
 	defer os.Remove(dst)
 	if r.Outcome != OutcomeOK {
@@ -377,51 +385,75 @@ func (l *Lab) IPMI(ctx context.Context, h Host) Result {
 
 // XcatdTCP sends one request line to an xcatd port of mn over TCP and
 // reads the answer: port 3001 (xcatd), 3002 (install status), 3003 (log).
+// A connection that times out is tried again, retryAttempts in all, as a
+// node's install script retries its status report.
 func (l *Lab) XcatdTCP(ctx context.Context, h Host, port int, request string) Result {
 	return l.goClient(ctx, h, xcatdProbeName("tcp", port), func(ctx context.Context) (string, error) {
-		var conn net.Conn
-		err := inNetns(h.Netns, func() error {
-			d := net.Dialer{Timeout: connectTimeout}
-			c, err := d.DialContext(ctx, "tcp", netip.AddrPortFrom(l.topo.mn.Addr, uint16(port)).String())
-			conn = c
-			return err
+		return retryOnTimeout(ctx, func() (string, error) {
+			var conn net.Conn
+			err := inNetns(h.Netns, func() error {
+				d := net.Dialer{Timeout: retryWait}
+				c, err := d.DialContext(ctx, "tcp", netip.AddrPortFrom(l.topo.mn.Addr, uint16(port)).String())
+				conn = c
+				return err
+			})
+			if err != nil {
+				return "", err
+			}
+			defer conn.Close()
+			_ = conn.SetDeadline(time.Now().Add(connectTimeout))
+			if _, err := conn.Write([]byte(request + "\n")); err != nil {
+				return "", err
+			}
+			buf := make([]byte, 512)
+			n, err := conn.Read(buf)
+			return checkXcatdAnswer(string(buf[:n]), err)
 		})
-		if err != nil {
-			return "", err
-		}
-		defer conn.Close()
-		_ = conn.SetDeadline(time.Now().Add(connectTimeout))
-		if _, err := conn.Write([]byte(request + "\n")); err != nil {
-			return "", err
-		}
-		buf := make([]byte, 512)
-		n, err := conn.Read(buf)
-		return checkXcatdAnswer(string(buf[:n]), err)
 	})
 }
 
 // XcatdUDP sends one datagram to an xcatd port of mn and waits for the
-// answer; an ICMP error comes back as the read's error.
+// answer; an ICMP error comes back as the read's error. Unanswered, it
+// tries again from a new port, retryAttempts in all.
 func (l *Lab) XcatdUDP(ctx context.Context, h Host, port int, request string) Result {
 	return l.goClient(ctx, h, xcatdProbeName("udp", port), func(ctx context.Context) (string, error) {
-		var conn net.Conn
-		err := inNetns(h.Netns, func() error {
-			c, err := net.Dial("udp", netip.AddrPortFrom(l.topo.mn.Addr, uint16(port)).String())
-			conn = c
-			return err
+		return retryOnTimeout(ctx, func() (string, error) {
+			var conn net.Conn
+			err := inNetns(h.Netns, func() error {
+				c, err := net.Dial("udp", netip.AddrPortFrom(l.topo.mn.Addr, uint16(port)).String())
+				conn = c
+				return err
+			})
+			if err != nil {
+				return "", err
+			}
+			defer conn.Close()
+			_ = conn.SetDeadline(time.Now().Add(retryWait))
+			if _, err := conn.Write([]byte(request)); err != nil {
+				return "", err
+			}
+			buf := make([]byte, 512)
+			n, err := conn.Read(buf)
+			return checkXcatdAnswer(string(buf[:n]), err)
 		})
-		if err != nil {
-			return "", err
-		}
-		defer conn.Close()
-		_ = conn.SetDeadline(time.Now().Add(udpWait))
-		if _, err := conn.Write([]byte(request)); err != nil {
-			return "", err
-		}
-		buf := make([]byte, 512)
-		n, err := conn.Read(buf)
-		return checkXcatdAnswer(string(buf[:n]), err)
 	})
+}
+
+// retryOnTimeout runs attempt until it ends otherwise than by a timeout,
+// at most retryAttempts times.
+func retryOnTimeout(ctx context.Context, attempt func() (string, error)) (string, error) {
+	var out string
+	var err error
+	for i := 1; i <= retryAttempts; i++ {
+		out, err = attempt()
+		if classifyErr(err) != OutcomeTimeout || ctx.Err() != nil {
+			return out, err
+		}
+		if i == retryAttempts {
+			return out, fmt.Errorf("%d attempts, no answer: %w", i, err)
+		}
+	}
+	return out, err
 }
 
 // checkXcatdAnswer accepts the simulator's "ok ..." answer.

@@ -464,7 +464,7 @@ func (c *cli) runCmd(args []string) (err error) {
 
 func (c *cli) exec(args []string) error {
 	if len(args) < 2 {
-		return fmt.Errorf("want HOST -- COMMAND...")
+		return fmt.Errorf("want HOST -- COMMAND [ARGS]")
 	}
 	l, err := lab.Attach(c.prefix)
 	if err != nil {
