@@ -2,6 +2,7 @@ package lab_test
 
 import (
 	"context"
+	"fmt"
 	"testing"
 
 	"portwatch/lab"
@@ -13,7 +14,7 @@ import (
 //	go test ./lab -run '^$' -bench UpDown -benchtime 3x
 func BenchmarkUpDown(b *testing.B) {
 	for _, nodes := range []int{4, 50, lab.MaxNodes} {
-		b.Run(lab.NodeName(nodes), func(b *testing.B) {
+		b.Run(fmt.Sprintf("nodes=%d", nodes), func(b *testing.B) {
 			labtest.RequirePriv(b)
 			prefix := labtest.RandomPrefix()
 			b.Cleanup(func() { _ = lab.Down(prefix) })

@@ -44,7 +44,7 @@ type command struct {
 }
 
 var commands = []command{
-	{"up", "[--nodes N] [--scenario NAME] [--hold] [--ready-file F]", "build the lab and leave it up (with --hold: until Ctrl-C or SIGTERM, then remove it)", (*cli).up},
+	{"up", "[--nodes N] [--scenario NAME] [--hold]", "build the lab and leave it up (with --hold: until Ctrl-C or SIGTERM, then remove it)", (*cli).up},
 	{"down", "", "remove the lab and anything an earlier crashed run left", (*cli).down},
 	{"status", "[--json]", "show the lab's namespaces, interfaces, daemons and scenario", (*cli).status},
 	{"scenario", "NAME", "load a firewall scenario into fw", (*cli).scenario},
