@@ -30,9 +30,7 @@ func TestFailedUpLeavesNothing(t *testing.T) {
 			t.Errorf("the error does not say %q", want)
 		}
 	}
-	if left, err := lab.FindLeftovers(cfg.Prefix); err != nil || !left.Empty() {
-		t.Errorf("a failed Up left %s (%v)", left, err)
-	}
+	labtest.CheckGone(t, cfg.Prefix)
 }
 
 // failingLabEnv makes TestHelperFailingLab run: it is the failing test
@@ -56,6 +54,7 @@ func TestHelperFailingLab(t *testing.T) {
 func TestFailingTestLeavesNothing(t *testing.T) {
 	labtest.RequirePriv(t)
 	prefixFile := filepath.Join(t.TempDir(), "prefix")
+	before := hostLinks(t)
 	cmd := exec.Command(os.Args[0], "-test.run=^TestHelperFailingLab$", "-test.v")
 	cmd.Env = append(os.Environ(), failingLabEnv+"="+prefixFile)
 	out, err := cmd.CombinedOutput()
@@ -67,7 +66,8 @@ func TestFailingTestLeavesNothing(t *testing.T) {
 		t.Fatalf("the helper did not bring its lab up: %v\n%s", err, out)
 	}
 	t.Cleanup(func() { _ = lab.Down(string(prefix)) })
-	if left, err := lab.FindLeftovers(string(prefix)); err != nil || !left.Empty() {
-		t.Errorf("a failed test left %s (%v)\n%s", left, err, out)
+	labtest.CheckGone(t, string(prefix))
+	if after := hostLinks(t); after != before {
+		t.Errorf("the host's links changed:\nbefore %s\nafter  %s", before, after)
 	}
 }

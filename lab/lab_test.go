@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -292,4 +293,39 @@ func TestManyNodes(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Logf("%d nodes down in %v", lab.MaxNodes, time.Since(start))
+}
+
+// A scenario of one's own, outside the built-in ones, loads the same way:
+// here UDP 3001 is rejected with ICMP port unreachable.
+func TestLoadScenarioFile(t *testing.T) {
+	l := labtest.Start(t, lab.Config{Nodes: 1})
+	file := filepath.Join(t.TempDir(), "reject-xcatd-udp.nft")
+	src := `# scenario: reject-xcatd-udp
+# summary: xcatd's UDP 3001 answers with ICMP port unreachable.
+# expect: required_port_blocked xcatdport/udp reason=icmp-port-unreachable server=mn
+# probe: xcatd-udp=refused http-alt=timeout
+include "open.nft"
+add rule inet portwatch_lab scenario ip daddr 10.77.0.10 udp dport 3001 reject
+`
+	if err := os.WriteFile(file, []byte(src), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	s, err := l.LoadScenarioFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if l.Scenario() != "reject-xcatd-udp" {
+		t.Errorf("Scenario() = %q", l.Scenario())
+	}
+	results, err := l.ProbeAll(context.Background(), l.Node(1), "xcatd-udp", "xcatd-tcp", "http-alt")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, m := range s.Check(results) {
+		t.Errorf("%s", m)
+	}
+	rules, err := l.Ruleset()
+	if err != nil || !strings.Contains(rules, "udp dport 3001 reject") {
+		t.Errorf("fw's rule set: %v\n%s", err, rules)
+	}
 }

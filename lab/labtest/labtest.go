@@ -9,6 +9,7 @@ import (
 	"encoding/hex"
 	"os"
 	"os/exec"
+	"strings"
 	"testing"
 	"time"
 
@@ -77,12 +78,43 @@ func Start(t testing.TB, cfg lab.Config) *lab.Lab {
 		if err := lab.Down(cfg.Prefix); err != nil {
 			t.Errorf("lab down %s: %v", cfg.Prefix, err)
 		}
-		if left, err := lab.FindLeftovers(cfg.Prefix); err != nil || !left.Empty() {
-			t.Errorf("lab %s left %s (%v)", cfg.Prefix, left, err)
-		}
+		CheckGone(t, cfg.Prefix)
 	})
 	if err != nil {
 		t.Fatalf("lab up: %v", err)
 	}
 	return l
+}
+
+// CheckGone fails the test if anything of the lab with this prefix is
+// left: it asks lab.FindLeftovers, and, independently of the lab's own
+// code, `ip netns list` and `ps`.
+func CheckGone(t testing.TB, prefix string) {
+	t.Helper()
+	if left, err := lab.FindLeftovers(prefix); err != nil || !left.Empty() {
+		t.Errorf("lab %s left %s (%v)", prefix, left, err)
+	}
+	out, err := exec.Command("ip", "netns", "list").Output()
+	if err != nil {
+		t.Errorf("ip netns list: %v", err)
+	}
+	for _, line := range strings.Split(string(out), "\n") {
+		if strings.HasPrefix(line, prefix) {
+			t.Errorf("ip netns list still shows %s", line)
+		}
+	}
+	out, err = exec.Command("ps", "-eo", "pid=,stat=,args=").Output()
+	if err != nil {
+		t.Errorf("ps: %v", err)
+	}
+	runDir := lab.RunDirFor(prefix)
+	for _, line := range strings.Split(string(out), "\n") {
+		f := strings.Fields(line)
+		if len(f) > 2 && !strings.HasPrefix(f[1], "Z") && strings.Contains(line, runDir+"/") {
+			t.Errorf("a process of lab %s still runs: %s", prefix, strings.TrimSpace(line))
+		}
+	}
+	if _, err := os.Stat(runDir); err == nil {
+		t.Errorf("%s still exists", runDir)
+	}
 }

@@ -89,9 +89,7 @@ func TestDownAfterKill(t *testing.T) {
 		t.Fatalf("down: %v\n%s", err, out)
 	}
 	t.Logf("down: %s", out)
-	if left, err := lab.FindLeftovers(prefix); err != nil || !left.Empty() {
-		t.Errorf("down left %s (%v)", left, err)
-	}
+	labtest.CheckGone(t, prefix)
 	for pid, name := range pids {
 		if alive(pid) {
 			t.Errorf("daemon %s (pid %d) still runs", name, pid)
@@ -128,9 +126,7 @@ func TestSignalRemovesLab(t *testing.T) {
 			case <-time.After(30 * time.Second):
 				t.Fatal("the holder did not exit")
 			}
-			if left, err := lab.FindLeftovers(prefix); err != nil || !left.Empty() {
-				t.Errorf("after %v: %s (%v)", sig, left, err)
-			}
+			labtest.CheckGone(t, prefix)
 			for _, d := range l.Daemons() {
 				if alive(d.PID) {
 					t.Errorf("daemon %s (pid %d) still runs", d.Name, d.PID)
@@ -178,9 +174,7 @@ ip netns exec "$PORTWATCH_LAB_FW_NETNS" ip link show "$PORTWATCH_LAB_FW_NODE_IFA
 	if cmd.ProcessState == nil || cmd.ProcessState.ExitCode() != 7 {
 		t.Errorf("run: %v, want exit status 7\n%s", err, out)
 	}
-	if left, err := lab.FindLeftovers(prefix); err != nil || !left.Empty() {
-		t.Errorf("after run: %s (%v)", left, err)
-	}
+	labtest.CheckGone(t, prefix)
 }
 
 func alive(pid int) bool {
