@@ -1,0 +1,84 @@
+package lab
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"os"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// Capture is a tcpdump writing a pcap file inside a host's namespace.
+type Capture struct {
+	Path  string
+	iface Interface
+	pid   int
+	done  chan error
+}
+
+// StartCapture starts tcpdump on an interface of a host (its Iface when
+// iface is empty) with a filter (empty: everything), writing to a file in
+// the run directory, and returns once tcpdump is capturing.
+func (l *Lab) StartCapture(ctx context.Context, h Host, iface, filter string) (*Capture, error) {
+	if iface == "" {
+		iface = h.Iface
+	}
+	path := l.clientFile(h, "capture") + ".pcap"
+	args := []string{"-n", "-U", "-i", iface, "-w", path}
+	if filter != "" {
+		args = append(args, filter)
+	}
+	cmd := l.Command(context.Background(), h, "tcpdump", args...)
+	stderr, err := cmd.StderrPipe()
+	if err != nil {
+		return nil, err
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("tcpdump in %s: %w", h.Netns, err)
+	}
+	c := &Capture{Path: path, iface: Interface{h.Netns, iface}, pid: cmd.Process.Pid, done: make(chan error, 1)}
+	listening := make(chan string, 1)
+	go func() {
+		sc := bufio.NewScanner(stderr)
+		var said []string
+		for sc.Scan() {
+			said = append(said, sc.Text())
+			if strings.Contains(sc.Text(), "listening on") {
+				listening <- ""
+			}
+		}
+		listening <- strings.Join(said, "\n")
+		c.done <- cmd.Wait()
+	}()
+	select {
+	case msg := <-listening:
+		if msg != "" {
+			return nil, fmt.Errorf("tcpdump on %s: %s", c.iface, msg)
+		}
+	case <-ctx.Done():
+		_ = syscall.Kill(c.pid, syscall.SIGKILL)
+		return nil, ctx.Err()
+	case <-time.After(10 * time.Second):
+		_ = syscall.Kill(c.pid, syscall.SIGKILL)
+		return nil, fmt.Errorf("tcpdump on %s did not start within 10s", c.iface)
+	}
+	return c, nil
+}
+
+// Stop ends the capture (tcpdump flushes the file on SIGINT) and returns
+// the pcap file's path.
+func (c *Capture) Stop() (string, error) {
+	_ = syscall.Kill(c.pid, syscall.SIGINT)
+	select {
+	case <-c.done:
+	case <-time.After(5 * time.Second):
+		_ = syscall.Kill(c.pid, syscall.SIGKILL)
+		<-c.done
+	}
+	if _, err := os.Stat(c.Path); err != nil {
+		return "", fmt.Errorf("capture on %s: %w", c.iface, err)
+	}
+	return c.Path, nil
+}
