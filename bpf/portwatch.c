@@ -562,7 +562,9 @@ static __always_inline void on_unreachable(struct pkt *p, __u8 proto, __u32 *isr
 		}
 		return;
 	}
-	if (r.dir == DIR_REPLY) {
+	if (r.dir == DIR_REPLY && !(r.flags & PORT_BROADCAST)) {
+		/* (DHCP clients take their answers on raw sockets, so the
+		 * kernel's port unreachable for an answer proves nothing.) */
 		v = exchange_ip(p, r.service, idst, isrc);
 		if (v)
 			__sync_fetch_and_add(&v->return_blocked, 1);

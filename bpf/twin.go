@@ -636,10 +636,14 @@ func (t *Twin) onUnreachable(proto uint8, isrc, idst *[16]uint8, il4 []byte, cls
 		}
 		return
 	case dirReply:
-		if v := t.exchangeIP(r.service, idst, isrc); v != nil {
-			v.ReturnBlocked++
+		// DHCP clients take their answers on raw sockets, so the kernel's
+		// port unreachable for an answer proves nothing.
+		if r.flags&PortwatchPortFlagsPORT_BROADCAST == 0 {
+			if v := t.exchangeIP(r.service, idst, isrc); v != nil {
+				v.ReturnBlocked++
+			}
+			return
 		}
-		return
 	}
 	if proto == ipProtoUDP {
 		ek := PortwatchEphemeralKey{Client: *idst, Server: *isrc, ClientPort: idport}

@@ -168,6 +168,7 @@ func init() {
 			parse:     pc(exchangeNew, 1),
 			exchanges: []exchange{dhcpEx(bpf.ExchangeCounters{Attempts: 1, Answers: 1})},
 		},
+		"dhcp-answer-unreachable": {parse: pc(bpf.ParseICMPUnmatched, 1)},
 		"dhcp-truncated": {
 			services: map[catalog.ServiceID]bpf.ServiceCounters{bootps: {Packets: 1, Requests: 1}},
 			parse:    pc(bpf.ParseTruncDHCP, 1),

@@ -104,6 +104,9 @@ func Corpus() []Case {
 			DHCP(Router, MN, 67, 67, 1, 0x77, NodeMAC),
 			DHCP(MN, Router, 67, 67, 2, 0x77, NodeMAC),
 		}},
+		{"dhcp-answer-unreachable", [][]byte{
+			Unreachable(Node, 3, DHCP(Router, Node, 67, 68, 2, 0x78, NodeMAC)),
+		}},
 		{"dhcp-truncated", [][]byte{Truncate(DHCP(Addr("0.0.0.0"), Addr("255.255.255.255"), 68, 67, 1, 1, NodeMAC), 14+20+8+20)}},
 		{"icmp-port-unreachable", [][]byte{snmpGet, Unreachable(MN, 3, snmpGet)}},
 		{"icmp-admin-prohibited", [][]byte{

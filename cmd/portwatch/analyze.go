@@ -200,7 +200,7 @@ func analyze(e *env, f analyzeFlags, name string) int {
 		}
 		return status
 	}
-	if !f.quiet && len(v.events) == 0 && r.packets > 0 {
+	if !f.quiet && v.emitted == 0 && r.packets > 0 {
 		fmt.Fprintln(e.stdout, "no verdict events")
 	}
 	fmt.Fprintf(e.stdout, "\n%s: %d packets", source, r.packets)

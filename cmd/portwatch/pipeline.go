@@ -28,6 +28,8 @@ type verdicts struct {
 	// keep keeps every event for a final JSON document.
 	keep   bool
 	events []classify.Event
+	// emitted counts the events so far.
+	emitted int
 
 	snooper *rpcbind.Snooper
 	// learned keeps the ports learned so far, to carry them over to a
@@ -47,6 +49,7 @@ func (v *verdicts) window(s bpf.Snapshot) {
 }
 
 func (v *verdicts) emit(ev classify.Event) {
+	v.emitted++
 	v.sinks.Emit(ev)
 	if v.lines != nil {
 		fmt.Fprintln(v.lines, eventLine(ev))
