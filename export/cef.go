@@ -117,6 +117,10 @@ func (e *cefEncoder) encode(dst []byte, ev *classify.Event) []byte {
 		ext("cs5Label", "serviceId")
 		ext("cs5", count(uint64(ev.ServiceID)))
 	}
+	if ev.ReturnPath {
+		ext("cs6Label", "returnPath")
+		ext("cs6", "true")
+	}
 	ext("cn1Label", "answers")
 	ext("cn1", count(ev.Answers))
 	ext("cn2Label", "resets")

@@ -97,6 +97,15 @@ func fixtureEvents() []classify.Event {
 			Message:  "bootps (udp/67) from 52:54:00:ab:cd:21: 4 DHCP requests, no offer",
 		},
 		{
+			Time: t0.Add(4500 * time.Millisecond), Verdict: classify.RequiredPortBlocked,
+			Service: "tftp-udp", ServiceID: 18, Proto: "udp", Port: 69,
+			Reason: classify.ReasonNoReply, Required: true, ReturnPath: true,
+			Client: "10.1.0.24", Server: "10.1.0.1",
+			Attempts: 4, Answers: 4, FirstSeen: t0.Add(-5 * time.Second), LastSeen: t0.Add(4 * time.Second),
+			Observer: observer,
+			Message:  "tftp-udp (udp/69) from 10.1.0.24 to 10.1.0.1: the server answered 4 times, but its answers never reached the client",
+		},
+		{
 			Time: t0.Add(5 * time.Second), Verdict: classify.UnexpectedPortOpen,
 			Proto: "tcp", Port: 8080,
 			Client: "10.1.0.21", Server: "10.1.0.1",

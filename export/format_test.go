@@ -140,6 +140,9 @@ func expectedSD(ev *classify.Event) map[string]string {
 	text("observer_interface", ev.Observer.Interface)
 	text("observer_backend", ev.Observer.Backend)
 	text("observer_mode", ev.Observer.Mode)
+	if ev.ReturnPath {
+		sd["return_path"] = "true"
+	}
 	return sd
 }
 

@@ -104,6 +104,9 @@ func (e *leefEncoder) encode(dst []byte, ev *classify.Event) []byte {
 	attr("icmpClosed", count(ev.ICMPClosed))
 	attr("icmpFiltered", count(ev.ICMPFiltered))
 	attr("returnBlocked", count(ev.ReturnBlocked))
+	if ev.ReturnPath {
+		attr("returnPath", "true")
+	}
 	attrTime("firstSeen", ev.FirstSeen)
 	attrTime("lastSeen", ev.LastSeen)
 	attr("observerHost", ev.Observer.Host)

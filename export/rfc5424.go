@@ -87,7 +87,7 @@ type rfc5424Encoder struct {
 var sdParamNames = []string{
 	"verdict", "service", "service_id", "proto", "port", "reason", "required",
 	"client", "server", "attempts", "answers", "resets", "icmp_closed",
-	"icmp_filtered", "return_blocked", "first_seen", "last_seen",
+	"icmp_filtered", "return_blocked", "return_path", "first_seen", "last_seen",
 	"observer_host", "observer_interface", "observer_backend", "observer_mode",
 }
 
@@ -127,6 +127,9 @@ func (e *rfc5424Encoder) encode(dst []byte, ev *classify.Event) []byte {
 	count("icmp_closed", ev.ICMPClosed)
 	count("icmp_filtered", ev.ICMPFiltered)
 	count("return_blocked", ev.ReturnBlocked)
+	if ev.ReturnPath {
+		param("return_path", "true")
+	}
 	optional("first_seen", sdTime(ev.FirstSeen))
 	optional("last_seen", sdTime(ev.LastSeen))
 	optional("observer_host", ev.Observer.Host)
