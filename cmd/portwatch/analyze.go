@@ -139,6 +139,9 @@ func analyze(e *env, f analyzeFlags, name string) int {
 	if err != nil {
 		e.errorf("%v", err)
 		closeSinks(e, sinks)
+		if _, bad := errors.AsType[*capture.InputError](err); bad {
+			return exitDamagedInput
+		}
 		return exitFailure
 	}
 	defer src.Close()
