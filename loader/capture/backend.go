@@ -1,0 +1,141 @@
+package capture
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net/netip"
+	"sync"
+	"time"
+
+	"portwatch/bpf"
+	"portwatch/catalog"
+)
+
+// Backend is the live capture backend: AF_PACKET sockets on one or more
+// interfaces feeding one Go twin, so that it gives the kernel backend's
+// snapshots on hosts where XDP cannot run. Its methods are safe for
+// concurrent use.
+type Backend struct {
+	mu      sync.Mutex
+	twin    *bpf.Twin
+	sources []LiveSource
+	names   []string
+	wg      sync.WaitGroup
+	// readErr is the first error a reader stopped on.
+	readErr error
+	// lost counts packets the kernel dropped on sources already closed.
+	now func() time.Time
+}
+
+// BackendOptions configure a live capture backend.
+type BackendOptions struct {
+	Catalog *catalog.Catalog
+	Twin    bpf.TwinConfig
+	// Learn receives rpcbind datagrams (for mountd's port); it is called
+	// with the backend's lock held, so it must not call back into it.
+	Learn func(src, dst netip.Addr, sport, dport uint16, payload []byte)
+	Live  LiveOptions
+}
+
+// StartBackend opens a capture on every interface and starts reading.
+func StartBackend(interfaces []string, o BackendOptions) (*Backend, error) {
+	if len(interfaces) == 0 {
+		return nil, errors.New("capture backend: no interface (give one with -i)")
+	}
+	b := &Backend{twin: bpf.NewTwin(o.Catalog, o.Twin), now: time.Now}
+	if o.Learn != nil {
+		b.twin.OnLearn(o.Learn)
+	}
+	lo := o.Live
+	lo.Catalog = o.Catalog
+	for _, name := range interfaces {
+		src, err := OpenLive(name, lo)
+		if err != nil {
+			for _, s := range b.sources {
+				s.Close()
+			}
+			return nil, err
+		}
+		b.sources = append(b.sources, src)
+		b.names = append(b.names, name)
+	}
+	for _, src := range b.sources {
+		b.wg.Add(1)
+		go b.read(src)
+	}
+	return b, nil
+}
+
+func (b *Backend) read(src LiveSource) {
+	defer b.wg.Done()
+	for {
+		p, err := src.Next()
+		if err != nil {
+			if !errors.Is(err, io.EOF) {
+				b.mu.Lock()
+				if b.readErr == nil {
+					b.readErr = err
+				}
+				b.mu.Unlock()
+			}
+			return
+		}
+		b.mu.Lock()
+		if p.Network {
+			b.twin.Network(p.EtherType, p.Data, p.WireLen, p.Timestamp)
+		} else {
+			b.twin.Ethernet(p.Data, p.WireLen, p.Timestamp)
+		}
+		b.mu.Unlock()
+	}
+}
+
+// Snapshot returns the counters now, with the packets the kernel dropped
+// before they reached the socket as Lost.
+func (b *Backend) Snapshot() (bpf.Snapshot, error) {
+	var dropped uint64
+	for i, src := range b.sources {
+		_, d, err := src.Stats()
+		if err != nil {
+			return bpf.Snapshot{}, fmt.Errorf("capture statistics of %s: %w", b.names[i], err)
+		}
+		dropped += d
+	}
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.readErr != nil {
+		return bpf.Snapshot{}, fmt.Errorf("capture stopped: %w", b.readErr)
+	}
+	s := b.twin.Snapshot()
+	s.Time = b.now()
+	s.Lost = dropped
+	return s, nil
+}
+
+// SetCatalog applies a new catalog to the twin and to every socket filter.
+func (b *Backend) SetCatalog(cat *catalog.Catalog) error {
+	var errs []error
+	for i, src := range b.sources {
+		if err := src.SetCatalog(cat); err != nil {
+			errs = append(errs, fmt.Errorf("socket filter of %s: %w", b.names[i], err))
+		}
+	}
+	b.mu.Lock()
+	b.twin.SetCatalog(cat)
+	b.mu.Unlock()
+	return errors.Join(errs...)
+}
+
+// Interfaces are the interfaces captured on.
+func (b *Backend) Interfaces() []string { return b.names }
+
+// Close stops every capture and waits for the readers.
+func (b *Backend) Close() error {
+	var errs []error
+	for _, src := range b.sources {
+		errs = append(errs, src.Close())
+	}
+	b.wg.Wait()
+	return errors.Join(errs...)
+}
