@@ -237,7 +237,7 @@ func (f *Flags) Register(fs *pflag.FlagSet) {
 			"and exported)")
 	fs.IntVar(&f.Sizes.Exchanges, "max-exchanges", DefaultMaxExchanges,
 		"kernel table of tracked (service, client, server) exchanges; the least recently used is evicted when full. "+
-			"About 150 bytes each, shared by all CPUs")
+			"About 200 bytes each, one table shared by all CPUs")
 	fs.IntVar(&f.Sizes.Ephemeral, "max-ephemeral", DefaultMaxEphemeral,
 		"kernel table of TFTP requests waiting for the answer from the server's new port; size it for the nodes "+
 			"that boot at once")

@@ -74,9 +74,10 @@ func Load(cfg Config) (*Loader, error) {
 		return nil, err
 	}
 	// Kernels before 5.11 charge BPF memory to RLIMIT_MEMLOCK; later ones
-	// to the memory cgroup, and this is a no-op there.
+	// to the memory cgroup, and this is a no-op there. Without the right
+	// to raise the limit, loading fails below with the error that matters.
 	if err := rlimit.RemoveMemlock(); err != nil {
-		return nil, privilegeError("raising the locked-memory limit for BPF maps", err)
+		cfg.Log.Debug("could not lift RLIMIT_MEMLOCK", "error", err)
 	}
 	spec, err := bpf.LoadPortwatch()
 	if err != nil {

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"io"
 	"sort"
+	"strings"
 	"text/tabwriter"
 
 	"github.com/cilium/ebpf"
@@ -107,7 +108,9 @@ func modelBytes(ms *ebpf.MapSpec, entries, cpus int) (uint64, error) {
 	key := roundUp(uint64(ms.KeySize), 8)
 	switch ms.Type {
 	case ebpf.Array:
-		if ms.Flags&mmapableFlag != 0 {
+		// Global-variable sections (.bss, .data, .rodata) are mapped into
+		// userspace, whole pages each; the loader sets the flag at load.
+		if ms.Flags&mmapableFlag != 0 || strings.HasPrefix(ms.Name, ".") {
 			return roundUp(arrayHeaderBytes, pageBytes) + roundUp(n*value, pageBytes), nil
 		}
 		return arrayHeaderBytes + n*value, nil
@@ -129,7 +132,7 @@ func modelBytes(ms *ebpf.MapSpec, entries, cpus int) (uint64, error) {
 	return 0, fmt.Errorf("map %s: no memory model for type %s", ms.Name, ms.Type)
 }
 
-// BPF_F_MMAPABLE: global-variable sections (.bss) are mapped into userspace.
+// BPF_F_MMAPABLE
 const mmapableFlag = 1 << 10
 
 // Memory reports every loaded map's modelled memory beside the memlock the
