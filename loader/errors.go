@@ -19,8 +19,14 @@ type PrivilegeError struct {
 	Err error
 }
 
+// Error puts what to do before the library's detail, which can mislead
+// (it may suggest raising RLIMIT_MEMLOCK, which no longer applies).
 func (e *PrivilegeError) Error() string {
-	return fmt.Sprintf("%s: %v: %s", e.Op, e.Err, PrivilegeHint)
+	refusal := "operation not permitted"
+	if errors.Is(e.Err, unix.EACCES) && !errors.Is(e.Err, unix.EPERM) {
+		refusal = "permission denied"
+	}
+	return fmt.Sprintf("%s: %s: %s (detail: %v)", e.Op, refusal, PrivilegeHint, e.Err)
 }
 
 func (e *PrivilegeError) Unwrap() error { return e.Err }
