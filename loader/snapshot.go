@@ -23,10 +23,8 @@ type snapshotBuffers struct {
 	serviceKeys []uint32
 	serviceVals []bpf.PortwatchServiceCounters // per key, one value per CPU
 	parseVals   []bpf.PortwatchParseCounters   // one per CPU
-	exKeys      []bpf.PortwatchExchangeKey
-	exVals      []bpf.PortwatchExchangeValue
-	unKeys      []bpf.PortwatchUnexpectedKey
-	unVals      []bpf.PortwatchUnexpectedValue
+	// lastExchanges sizes the next snapshot's exchange map.
+	lastExchanges int
 }
 
 // Snapshot reads the cumulative counters: per-service and parse counters
@@ -53,15 +51,9 @@ func (l *Loader) Snapshot() (bpf.Snapshot, error) {
 		return bpf.Snapshot{}, fmt.Errorf("reading the parse counters: %w", err)
 	}
 
-	b := &l.snap
-	if b.exKeys == nil {
-		b.exKeys = make([]bpf.PortwatchExchangeKey, batchEntries)
-		b.exVals = make([]bpf.PortwatchExchangeValue, batchEntries)
-		b.unKeys = make([]bpf.PortwatchUnexpectedKey, batchEntries)
-		b.unVals = make([]bpf.PortwatchUnexpectedValue, batchEntries)
-	}
-	snap.Exchanges = make(map[bpf.ExchangeKey]bpf.ExchangeCounters, approxEntries(l.objs.Exchanges))
-	err = readHash(l.objs.Exchanges, b.exKeys, b.exVals, l.noBatch,
+	// Growing a map of 100,000 entries costs more than reading them.
+	snap.Exchanges = make(map[bpf.ExchangeKey]bpf.ExchangeCounters, l.snap.lastExchanges+l.snap.lastExchanges/8)
+	err = readHash(l.objs.Exchanges, l.noBatch,
 		func(k *bpf.PortwatchExchangeKey, v *bpf.PortwatchExchangeValue) {
 			key, c := bpf.Exchange(*k, *v, clock)
 			snap.Exchanges[key] = c
@@ -69,8 +61,9 @@ func (l *Loader) Snapshot() (bpf.Snapshot, error) {
 	if err != nil {
 		return bpf.Snapshot{}, fmt.Errorf("reading the exchange table: %w", err)
 	}
+	l.snap.lastExchanges = len(snap.Exchanges)
 	snap.Unexpected = make(map[bpf.UnexpectedKey]bpf.UnexpectedCounters)
-	err = readHash(l.objs.Unexpected, b.unKeys, b.unVals, l.noBatch,
+	err = readHash(l.objs.Unexpected, l.noBatch,
 		func(k *bpf.PortwatchUnexpectedKey, v *bpf.PortwatchUnexpectedValue) {
 			key, c := bpf.Unexpected(*k, *v, clock)
 			snap.Unexpected[key] = c
@@ -79,12 +72,6 @@ func (l *Loader) Snapshot() (bpf.Snapshot, error) {
 		return bpf.Snapshot{}, fmt.Errorf("reading the unexpected-port table: %w", err)
 	}
 	return snap, nil
-}
-
-// approxEntries is a capacity hint for the snapshot's map: the previous
-// snapshot's size is not known here, so take a quarter of the table.
-func approxEntries(m *ebpf.Map) int {
-	return int(m.MaxEntries() / 4)
 }
 
 func (l *Loader) readServices(cpus int) ([]bpf.ServiceCounters, error) {
@@ -159,27 +146,18 @@ func readPerCPUArray[V any](m *ebpf.Map, keys []uint32, vals []V, cpus int, noBa
 	return nil
 }
 
-// readHash visits every entry of a hash map, reading len(keys) entries per
-// batch lookup where the kernel has them (5.6+) and iterating otherwise.
-// Entries that change meanwhile may be seen old or new; the LRU may evict
-// some: the classifier takes a vanished exchange as evicted.
-func readHash[K, V any](m *ebpf.Map, keys []K, vals []V, noBatch bool, visit func(*K, *V)) error {
+// readHash visits every entry of a hash map, reading up to batchEntries
+// entries per batch lookup where the kernel has them (5.6+) and iterating
+// otherwise. A second goroutine runs the lookups while visit converts the
+// previous batch: with 100,000 exchanges the kernel's copy and the Go
+// conversion take about as long as each other. Entries that change
+// meanwhile may be seen old or new; the LRU may evict some: the classifier
+// takes a vanished exchange as evicted.
+func readHash[K, V any](m *ebpf.Map, noBatch bool, visit func(*K, *V)) error {
 	if !noBatch {
-		var cursor ebpf.MapBatchCursor
-		for first := true; ; first = false {
-			n, err := m.BatchLookup(&cursor, keys, vals, nil)
-			if errors.Is(err, ebpf.ErrNotSupported) && first {
-				break
-			}
-			for i := range n {
-				visit(&keys[i], &vals[i])
-			}
-			if errors.Is(err, ebpf.ErrKeyNotExist) {
-				return nil
-			}
-			if err != nil {
-				return err
-			}
+		err := readHashBatched(m, visit)
+		if !errors.Is(err, ebpf.ErrNotSupported) {
+			return err
 		}
 	}
 	var k K
@@ -189,6 +167,49 @@ func readHash[K, V any](m *ebpf.Map, keys []K, vals []V, noBatch bool, visit fun
 		visit(&k, &v)
 	}
 	return it.Err()
+}
+
+type hashBatch[K, V any] struct {
+	keys []K
+	vals []V
+	n    int
+}
+
+func readHashBatched[K, V any](m *ebpf.Map, visit func(*K, *V)) error {
+	// Three buffers: one being filled, one being converted, one spare.
+	const buffers = 3
+	free := make(chan *hashBatch[K, V], buffers)
+	for range buffers {
+		free <- &hashBatch[K, V]{keys: make([]K, batchEntries), vals: make([]V, batchEntries)}
+	}
+	full := make(chan *hashBatch[K, V], buffers)
+	var readErr error
+	go func() {
+		defer close(full)
+		var cursor ebpf.MapBatchCursor
+		for {
+			b := <-free
+			n, err := m.BatchLookup(&cursor, b.keys, b.vals, nil)
+			b.n = n
+			if n > 0 {
+				full <- b
+			}
+			if errors.Is(err, ebpf.ErrKeyNotExist) {
+				return
+			}
+			if err != nil {
+				readErr = err
+				return
+			}
+		}
+	}()
+	for b := range full {
+		for i := range b.n {
+			visit(&b.keys[i], &b.vals[i])
+		}
+		free <- b
+	}
+	return readErr
 }
 
 // monotonicClock returns a bpf.Clock that turns bpf_ktime_get_ns() stamps
