@@ -1,9 +1,12 @@
 package loader
 
 import (
+	"bytes"
+	"context"
 	"errors"
 	"maps"
 	"reflect"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -283,5 +286,78 @@ func TestLoadersAreIndependent(t *testing.T) {
 	idB, _ := ib.ID()
 	if idA == idB {
 		t.Errorf("both loaders use exchange map %d: pinning or map reuse crept in", idA)
+	}
+}
+
+// A full perf ring loses samples; every copy is either delivered or
+// counted as lost.
+func TestLearnEventsLost(t *testing.T) {
+	l := loadForTest(t, Config{})
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	events, err := l.LearnEvents(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := l.LearnEvents(ctx); err == nil {
+		t.Error("a second LearnEvents succeeded")
+	}
+	h := hostsFor(6, false)
+	frame := udpFrame(t, ap(h.c, 41300), ap(h.s, 111), rpcGetport)
+	// All runs on one CPU, so that one ring overflows and the sample sent
+	// last, on that CPU, carries the count of the lost ones. The thread
+	// stays locked: it ends with the test instead of going back, pinned,
+	// to the scheduler.
+	runtime.LockOSThread()
+	var one unix.CPUSet
+	one.Set(0)
+	if err := unix.SchedSetaffinity(0, &one); err != nil {
+		t.Fatal(err)
+	}
+	// Nobody reads the channel yet: its buffer and then the rings fill.
+	const sent = 5000
+	for range sent {
+		if _, err := l.RunXDP(frame); err != nil {
+			t.Fatal(err)
+		}
+	}
+	read := func(f []byte) {
+		if !bytes.Equal(f, frame) {
+			t.Fatalf("a learn event of %d bytes is not the frame", len(f))
+		}
+	}
+	var received uint64
+	// Drain what the channel and the rings hold.
+	for idle := false; !idle; {
+		select {
+		case f := <-events:
+			read(f)
+			received++
+		case <-time.After(200 * time.Millisecond):
+			idle = true
+		}
+	}
+	// The kernel reports the samples it dropped with the next one it
+	// queues: send one more.
+	if _, err := l.RunXDP(frame); err != nil {
+		t.Fatal(err)
+	}
+	const total = sent + 1
+	deadline := time.After(10 * time.Second)
+	for received+l.LearnLost() < total {
+		select {
+		case f := <-events:
+			read(f)
+			received++
+		case <-deadline:
+			t.Fatalf("received %d and lost %d of %d copies", received, l.LearnLost(), total)
+		}
+	}
+	if l.LearnLost() == 0 || received+l.LearnLost() != total {
+		t.Errorf("received %d and lost %d of %d copies; want some lost and none unaccounted",
+			received, l.LearnLost(), total)
+	}
+	cancel()
+	for range events {
 	}
 }
