@@ -1,0 +1,377 @@
+package loader
+
+import (
+	"encoding/binary"
+	"fmt"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/cilium/ebpf"
+	"github.com/cilium/ebpf/asm"
+
+	"portwatch/bpf"
+)
+
+// Benchmarks of the kernel programs run them with BPF_PROG_TEST_RUN and
+// report the kernel's own time per run as ns/op, beside an empty program
+// (return pass) measured in the same benchmark on the same frames, so that
+// the ratio "x-empty" cancels the test harness's fixed cost.
+//
+//	go test ./loader -run '^$' -bench . -benchtime 1s
+
+// emptyProgram returns a program of the hook's type that only passes.
+func emptyProgram(tb testing.TB, typ ebpf.ProgramType, ret int32) *ebpf.Program {
+	tb.Helper()
+	prog, err := ebpf.NewProgram(&ebpf.ProgramSpec{
+		Name: "empty", Type: typ, License: "MIT",
+		Instructions: asm.Instructions{asm.Mov.Imm(asm.R0, ret), asm.Return()},
+	})
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { _ = prog.Close() })
+	return prog
+}
+
+type benchHook struct {
+	name  string
+	prog  func(l *Loader) *ebpf.Program
+	empty func(tb testing.TB) *ebpf.Program
+}
+
+var benchHooks = []benchHook{
+	{"xdp", func(l *Loader) *ebpf.Program { return l.objs.PortwatchXdp },
+		func(tb testing.TB) *ebpf.Program { return emptyProgram(tb, ebpf.XDP, xdpPass) }},
+	{"tc", func(l *Loader) *ebpf.Program { return l.objs.PortwatchTc },
+		func(tb testing.TB) *ebpf.Program { return emptyProgram(tb, ebpf.SchedCLS, -1) }},
+}
+
+// kernelTime runs prog on frame n times in one BPF_PROG_TEST_RUN and
+// returns the kernel's time per run.
+func kernelTime(b *testing.B, prog *ebpf.Program, frame []byte, n int) time.Duration {
+	b.Helper()
+	_, d, err := prog.Benchmark(frame, n, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return d
+}
+
+// benchRounds interleaves the program and the empty program this many
+// times per frame; the median of each counts, so that one preempted or
+// cache-cold round does not.
+const benchRounds = 5
+
+// minRepeat is the fewest runs of one BPF_PROG_TEST_RUN measurement: a run
+// with a repeat count costs a fixed ~16 ms of wall time here (setting up and
+// tearing down the test context), and the first runs of a measurement are
+// cache-cold, so short measurements read high.
+const minRepeat = 100_000
+
+// benchFrames reports the mean kernel time per run over frames, and its
+// ratio to the empty program's on the same frames; it returns the sums.
+func benchFrames(b *testing.B, prog, empty *ebpf.Program, frames [][]byte) (progNs, emptyNs float64) {
+	n := max(b.N/benchRounds, minRepeat)
+	for _, f := range frames {
+		// Warm the caches and the branch predictors with a round that
+		// does not count; as long as the others, so that the benchmark's
+		// time stays proportional to b.N.
+		kernelTime(b, prog, f, n)
+		kernelTime(b, empty, f, n)
+		var p, e []float64
+		for range benchRounds {
+			p = append(p, float64(kernelTime(b, prog, f, n).Nanoseconds()))
+			e = append(e, float64(kernelTime(b, empty, f, n).Nanoseconds()))
+		}
+		progNs += median(p)
+		emptyNs += median(e)
+	}
+	k := float64(len(frames))
+	reportVsEmpty(b, progNs/k, emptyNs/k)
+	return progNs, emptyNs
+}
+
+func median(v []float64) float64 {
+	slices.Sort(v)
+	return v[len(v)/2]
+}
+
+func reportVsEmpty(b *testing.B, progNs, emptyNs float64) {
+	b.ReportMetric(progNs, "ns/op")
+	b.ReportMetric(emptyNs, "empty-ns/op")
+	if emptyNs > 0 {
+		b.ReportMetric(progNs/emptyNs, "x-empty")
+	}
+}
+
+// BenchmarkEstablishedTCP: a data segment of an established connection to a
+// catalog port, the commonest packet, which must touch no hash map.
+func BenchmarkEstablishedTCP(b *testing.B) {
+	l := loadForTest(b, Config{})
+	h := hostsFor(1, false)
+	frame := tcpFrame(b, ap(h.c, 40000), ap(h.s, 3001), flagPSHACK, 1, make([]byte, 1000))
+	for _, hk := range benchHooks {
+		empty := hk.empty(b)
+		b.Run(hk.name, func(b *testing.B) { benchFrames(b, hk.prog(l), empty, [][]byte{frame}) })
+	}
+}
+
+// BenchmarkMix runs the shared management-traffic mix (testdata/mgmt-mix.pcapng)
+// class by class, in steady state (every exchange already tracked).
+// "average" is the mean over all the mix's packets of the class results
+// measured just before it in the same run. new-exchange/CLASS times the
+// first packet of an exchange: each run comes from a client never seen, in
+// a run of its own (repeat 1), so it is compared with the same packet from
+// a known client run the same way ("warm-ns/op") and with the empty
+// program run the same way.
+func BenchmarkMix(b *testing.B) {
+	pkts := readMix(b)
+	var classes []string
+	byClass := map[string][][]byte{}
+	var opening []mixPacket
+	for _, p := range pkts {
+		if _, ok := byClass[p.class]; !ok {
+			classes = append(classes, p.class)
+		}
+		byClass[p.class] = append(byClass[p.class], p.frame)
+		if p.opens && !slices.ContainsFunc(opening, func(o mixPacket) bool { return o.class == p.class }) {
+			opening = append(opening, p)
+		}
+	}
+	for _, hk := range benchHooks {
+		b.Run(hk.name, func(b *testing.B) {
+			// Tables large enough that new clients do not evict.
+			l := loadForTest(b, Config{Sizes: MapSizes{Exchanges: 1 << 20, Ephemeral: 1 << 20, Unexpected: 4096, Flows: 1 << 16}})
+			prog, empty := hk.prog(l), hk.empty(b)
+			for _, p := range pkts {
+				if _, err := prog.Run(&ebpf.RunOptions{Data: p.frame}); err != nil {
+					b.Fatal(err)
+				}
+			}
+			// Per class, the sums of its last (longest) measurement.
+			measured := map[string][2]float64{}
+			for _, class := range classes {
+				b.Run(class, func(b *testing.B) {
+					progNs, emptyNs := benchFrames(b, prog, empty, byClass[class])
+					measured[class] = [2]float64{progNs, emptyNs}
+				})
+			}
+			b.Run("average", func(b *testing.B) {
+				for b.Loop() {
+				}
+				if len(measured) != len(classes) {
+					b.Skip("not every class was measured (-bench filters some out)")
+				}
+				var totalProg, totalEmpty float64
+				for _, m := range measured {
+					totalProg, totalEmpty = totalProg+m[0], totalEmpty+m[1]
+				}
+				n := float64(len(pkts))
+				reportVsEmpty(b, totalProg/n, totalEmpty/n)
+			})
+
+			var client uint32
+			for _, p := range opening {
+				b.Run("new-exchange/"+p.class, func(b *testing.B) {
+					var progNs, warmNs, emptyNs int64
+					frame := append([]byte(nil), p.frame...)
+					for range b.N {
+						client++
+						freshClient(frame, p.class, client)
+						progNs += kernelTime(b, prog, frame, 1).Nanoseconds()
+						warmNs += kernelTime(b, prog, p.frame, 1).Nanoseconds()
+						emptyNs += kernelTime(b, empty, frame, 1).Nanoseconds()
+					}
+					reportVsEmpty(b, float64(progNs)/float64(b.N), float64(emptyNs)/float64(b.N))
+					b.ReportMetric(float64(warmNs)/float64(b.N), "warm-ns/op")
+				})
+			}
+		})
+	}
+}
+
+// freshClient rewrites a request's client (its source address, or for
+// DHCP its hardware address) to the n-th client of a range the mix does
+// not use.
+func freshClient(frame []byte, class string, n uint32) {
+	var id [4]byte
+	binary.BigEndian.PutUint32(id[:], n)
+	if class == "dhcp-discover" {
+		const chaddr = ethHeaderLen + 20 + 8 + 28
+		copy(frame[chaddr+2:chaddr+6], id[:])
+		return
+	}
+	if frame[ethHeaderLen]>>4 == 6 {
+		copy(frame[ethHeaderLen+8+12:ethHeaderLen+8+16], id[:]) // low 32 bits of the source
+		return
+	}
+	id[0] = 11 // 11.0.0.0/8: not the mix's 10.0.0.0/8
+	copy(frame[ethHeaderLen+12:ethHeaderLen+16], id[:])
+}
+
+// BenchmarkSnapshot100k drains a table of 100,000 exchanges.
+func BenchmarkSnapshot100k(b *testing.B) {
+	const n = 100_000
+	for _, mode := range []struct {
+		name    string
+		noBatch bool
+	}{{"batch", false}, {"iterate", true}} {
+		b.Run(mode.name, func(b *testing.B) {
+			l := loadForTest(b, Config{Sizes: MapSizes{Exchanges: 1 << 17}})
+			l.noBatch = mode.noBatch
+			fillExchanges(b, l, n)
+			if got := len(mustSnapshot(b, l).Exchanges); got != n {
+				b.Fatalf("the table holds %d exchanges, want %d", got, n)
+			}
+			b.ResetTimer()
+			for b.Loop() {
+				if _, err := l.Snapshot(); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+func fillExchanges(b *testing.B, l *Loader, n int) {
+	keys := make([]bpf.PortwatchExchangeKey, n)
+	vals := make([]bpf.PortwatchExchangeValue, n)
+	now := uint64(time.Now().UnixNano())
+	for i := range n {
+		k := &keys[i]
+		k.Client = [16]byte{10: 0xff, 11: 0xff, 12: 10, 13: byte(i >> 16), 14: byte(i >> 8), 15: byte(i)}
+		k.Server = [16]byte{10: 0xff, 11: 0xff, 12: 10, 13: 0, 14: 0, 15: 1}
+		k.Service = uint16(1 + i%40)
+		vals[i] = bpf.PortwatchExchangeValue{FirstNs: now, LastNs: now, Attempts: 3, Answers: 1}
+	}
+	for off := 0; off < n; off += 10_000 {
+		end := min(off+10_000, n)
+		if _, err := l.objs.Exchanges.BatchUpdate(keys[off:end], vals[off:end], nil); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+// BenchmarkMapMemory reports the maps' kernel memory at the default sizes.
+func BenchmarkMapMemory(b *testing.B) {
+	for _, cpus := range []int{2, 128} {
+		b.Run(fmt.Sprintf("cpus=%d", cpus), func(b *testing.B) {
+			var maps []MapMemory
+			for b.Loop() {
+				var err error
+				if maps, err = EstimateMemory(DefaultMapSizes(), cpus); err != nil {
+					b.Fatal(err)
+				}
+			}
+			var total uint64
+			for _, m := range maps {
+				total += m.Bytes
+				if m.Name == bpf.PortwatchMapExchanges {
+					b.ReportMetric(float64(m.Bytes)/(1<<20), "MiB-exchanges")
+				}
+			}
+			b.ReportMetric(float64(total)/(1<<20), "MiB-total")
+		})
+	}
+}
+
+// BenchmarkStages times frames that stop at successive stages of the
+// parser, so that the cost of each stage shows as a difference: Ethernet
+// only (ARP), then IPv4 (an unknown transport), then the port lookups (TCP
+// data on no catalog port), then a catalog service's counters.
+func BenchmarkStages(b *testing.B) {
+	h := hostsFor(1, false)
+	h6 := hostsFor(1, true)
+	data := make([]byte, 1000)
+	arp := func() []byte {
+		f := udpFrame(b, ap(h.c, 40000), ap(h.s, 9), nil)
+		return patch(f, 12, 0x08, 0x06)
+	}
+	stages := []struct {
+		name  string
+		frame []byte
+	}{
+		{"1-ethernet-only", arp()},
+		{"2-ipv4-other-l4", patch(tcpFrame(b, ap(h.c, 40000), ap(h.s, 3001), flagPSHACK, 1, data), ethHeaderLen+9, 47)},
+		{"3-tcp-data-no-catalog-port", tcpFrame(b, ap(h.c, 40000), ap(h.s, 8080), flagPSHACK, 1, data)},
+		{"4-tcp-data-catalog-port", tcpFrame(b, ap(h.c, 40000), ap(h.s, 3001), flagPSHACK, 1, data)},
+		{"5-tcp-data-catalog-port-vlan", withVLANs(tcpFrame(b, ap(h.c, 40000), ap(h.s, 3001), flagPSHACK, 1, data), 10)},
+		{"6-tcp6-data-catalog-port", tcpFrame(b, ap(h6.c, 40000), ap(h6.s, 3001), flagPSHACK, 1, data)},
+	}
+	hk := benchHooks[0]
+	l := loadForTest(b, Config{})
+	prog, empty := hk.prog(l), hk.empty(b)
+	for _, st := range stages {
+		b.Run(st.name, func(b *testing.B) { benchFrames(b, prog, empty, [][]byte{st.frame}) })
+	}
+}
+
+// BenchmarkKernelPrimitives times, in programs of a few instructions, the
+// kernel operations the packet program uses on the paths that change an
+// exchange, to attribute the cost of those paths (bpftool prog profile is
+// not available). Each reports its cost above an empty XDP program.
+func BenchmarkKernelPrimitives(b *testing.B) {
+	requirePrivileged(b)
+	// A table like the exchange table: 36-byte keys, 96-byte values.
+	lru, err := ebpf.NewMap(&ebpf.MapSpec{Type: ebpf.LRUHash, KeySize: 36, ValueSize: 96, MaxEntries: 65536})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { _ = lru.Close() })
+	if err := lru.Put(make([]byte, 36), make([]byte, 96)); err != nil {
+		b.Fatal(err)
+	}
+	zeroStack := func(bytes int16) asm.Instructions {
+		var ins asm.Instructions
+		ins = append(ins, asm.Mov.Imm(asm.R1, 0))
+		for off := int16(8); off <= bytes; off += 8 {
+			ins = append(ins, asm.StoreMem(asm.RFP, -off, asm.R1, asm.DWord))
+		}
+		return ins
+	}
+	const keyAt, valAt = -40, -136 // a 40-byte key slot, then a 96-byte value
+	lookup := append(zeroStack(136),
+		asm.LoadMapPtr(asm.R1, lru.FD()),
+		asm.Mov.Reg(asm.R2, asm.RFP),
+		asm.Add.Imm(asm.R2, keyAt),
+		asm.FnMapLookupElem.Call(),
+	)
+	pass := asm.Instructions{asm.Mov.Imm(asm.R0, xdpPass).WithSymbol("out"), asm.Return()}
+	progs := []struct {
+		name string
+		ins  asm.Instructions
+	}{
+		{"empty", pass},
+		{"ktime_get_ns", append(asm.Instructions{asm.FnKtimeGetNs.Call()}, pass...)},
+		{"ktime_get_coarse_ns", append(asm.Instructions{asm.FnKtimeGetCoarseNs.Call()}, pass...)},
+		{"lru-lookup-hit", append(slices.Clone(lookup), pass...)},
+		{"lru-lookup-hit+atomic-add", append(append(slices.Clone(lookup),
+			asm.JEq.Imm(asm.R0, 0, "out"),
+			asm.Mov.Imm(asm.R1, 1),
+			asm.StoreXAdd(asm.R0, asm.R1, asm.DWord),
+		), pass...)},
+		{"lru-update-noexist-existing", append(append(zeroStack(136),
+			asm.LoadMapPtr(asm.R1, lru.FD()),
+			asm.Mov.Reg(asm.R2, asm.RFP),
+			asm.Add.Imm(asm.R2, keyAt),
+			asm.Mov.Reg(asm.R3, asm.RFP),
+			asm.Add.Imm(asm.R3, valAt),
+			asm.Mov.Imm(asm.R4, 1), // BPF_NOEXIST
+			asm.FnMapUpdateElem.Call(),
+		), pass...)},
+	}
+	frame := tcpFrame(b, ap(hostsFor(1, false).c, 40000), ap(hostsFor(1, false).s, 3001), flagPSHACK, 1, nil)
+	empty := emptyProgram(b, ebpf.XDP, xdpPass)
+	for _, p := range progs {
+		prog, err := ebpf.NewProgram(&ebpf.ProgramSpec{Name: "primitive", Type: ebpf.XDP, License: "GPL", Instructions: p.ins})
+		if err != nil {
+			b.Fatalf("%s: %v", p.name, err)
+		}
+		b.Run(p.name, func(b *testing.B) {
+			progNs, emptyNs := benchFrames(b, prog, empty, [][]byte{frame})
+			b.ReportMetric(progNs-emptyNs, "above-empty-ns/op")
+		})
+		_ = prog.Close()
+	}
+}

@@ -1,0 +1,254 @@
+package loader
+
+import (
+	"errors"
+	"fmt"
+	"math"
+	"time"
+
+	"github.com/cilium/ebpf"
+	"golang.org/x/sys/unix"
+
+	"portwatch/bpf"
+)
+
+// batchEntries is how many hash-map entries one batch lookup reads: large
+// enough that 100,000 exchanges take a few dozen system calls, small enough
+// (about 0.5 MiB of buffers) to keep around between snapshots.
+const batchEntries = 4096
+
+// snapshotBuffers are reused by every snapshot, so that reading the maps
+// allocates little beyond the snapshot itself.
+type snapshotBuffers struct {
+	serviceKeys []uint32
+	serviceVals []bpf.PortwatchServiceCounters // per key, one value per CPU
+	parseVals   []bpf.PortwatchParseCounters   // one per CPU
+	// lastExchanges sizes the next snapshot's exchange map.
+	lastExchanges int
+}
+
+// Snapshot reads the cumulative counters: per-service and parse counters
+// summed over the CPUs, the exchange table and the unexpected-port table.
+// It never resets or deletes anything: rates come from two snapshots.
+func (l *Loader) Snapshot() (bpf.Snapshot, error) {
+	l.snapMu.Lock()
+	defer l.snapMu.Unlock()
+
+	cpus, err := ebpf.PossibleCPU()
+	if err != nil {
+		return bpf.Snapshot{}, fmt.Errorf("counting CPUs: %w", err)
+	}
+	clock, err := monotonicClock()
+	if err != nil {
+		return bpf.Snapshot{}, err
+	}
+	snap := bpf.Snapshot{Time: time.Now()}
+
+	if snap.Services, err = l.readServices(cpus); err != nil {
+		return bpf.Snapshot{}, fmt.Errorf("reading the service counters: %w", err)
+	}
+	if snap.Parse, err = l.readParse(cpus); err != nil {
+		return bpf.Snapshot{}, fmt.Errorf("reading the parse counters: %w", err)
+	}
+
+	// Growing a map of 100,000 entries costs more than reading them.
+	snap.Exchanges = make(map[bpf.ExchangeKey]bpf.ExchangeCounters, l.snap.lastExchanges+l.snap.lastExchanges/8)
+	err = readHash(l.objs.Exchanges, l.noBatch,
+		func(k *bpf.PortwatchExchangeKey, v *bpf.PortwatchExchangeValue) {
+			key, c := bpf.Exchange(*k, *v, clock)
+			snap.Exchanges[key] = c
+		})
+	if err != nil {
+		return bpf.Snapshot{}, fmt.Errorf("reading the exchange table: %w", err)
+	}
+	l.snap.lastExchanges = len(snap.Exchanges)
+	snap.Unexpected = make(map[bpf.UnexpectedKey]bpf.UnexpectedCounters)
+	err = readHash(l.objs.Unexpected, l.noBatch,
+		func(k *bpf.PortwatchUnexpectedKey, v *bpf.PortwatchUnexpectedValue) {
+			key, c := bpf.Unexpected(*k, *v, clock)
+			snap.Unexpected[key] = c
+		})
+	if err != nil {
+		return bpf.Snapshot{}, fmt.Errorf("reading the unexpected-port table: %w", err)
+	}
+	return snap, nil
+}
+
+func (l *Loader) readServices(cpus int) ([]bpf.ServiceCounters, error) {
+	m := l.objs.ServiceStats
+	n := int(m.MaxEntries())
+	b := &l.snap
+	if len(b.serviceKeys) != n || len(b.serviceVals) != n*cpus {
+		b.serviceKeys = make([]uint32, n)
+		b.serviceVals = make([]bpf.PortwatchServiceCounters, n*cpus)
+	}
+	if err := readPerCPUArray(m, b.serviceKeys, b.serviceVals, cpus, l.noBatch); err != nil {
+		return nil, err
+	}
+	out := make([]bpf.ServiceCounters, n)
+	for i := range n {
+		for _, v := range b.serviceVals[i*cpus : (i+1)*cpus] {
+			out[i].Add(v)
+		}
+	}
+	return out, nil
+}
+
+func (l *Loader) readParse(cpus int) ([]uint64, error) {
+	b := &l.snap
+	if len(b.parseVals) != cpus {
+		b.parseVals = make([]bpf.PortwatchParseCounters, cpus)
+	}
+	if err := l.objs.ParseStats.Lookup(uint32(0), b.parseVals); err != nil {
+		return nil, err
+	}
+	out := make([]uint64, bpf.NumParseCounters)
+	for _, v := range b.parseVals {
+		for i := range out {
+			out[i] += v.Count[i]
+		}
+	}
+	return out, nil
+}
+
+// readPerCPUArray reads every entry of a per-CPU array into vals, one run
+// of cpus values per key, with batch lookups where the kernel has them
+// (5.6+) and one lookup per key otherwise.
+func readPerCPUArray[V any](m *ebpf.Map, keys []uint32, vals []V, cpus int, noBatch bool) error {
+	if !noBatch {
+		var cursor ebpf.MapBatchCursor
+		off := 0
+		for off < len(keys) {
+			n, err := m.BatchLookup(&cursor, keys[off:], vals[off*cpus:], nil)
+			if errors.Is(err, ebpf.ErrNotSupported) && off == 0 {
+				break
+			}
+			// An array's keys are its indices; the kernel returns them in
+			// order, so the values land at their own index.
+			off += n
+			if errors.Is(err, ebpf.ErrKeyNotExist) {
+				return nil
+			}
+			if err != nil {
+				return err
+			}
+		}
+		if off > 0 {
+			return nil
+		}
+	}
+	for i := range keys {
+		keys[i] = uint32(i)
+		if err := m.Lookup(keys[i], vals[i*cpus:(i+1)*cpus]); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// readHash visits every entry of a hash map, reading up to batchEntries
+// entries per batch lookup where the kernel has them (5.6+) and iterating
+// otherwise. A second goroutine runs the lookups while visit converts the
+// previous batch: with 100,000 exchanges the kernel's copy and the Go
+// conversion take about as long as each other. Entries that change
+// meanwhile may be seen old or new; the LRU may evict some: the classifier
+// takes a vanished exchange as evicted.
+func readHash[K, V any](m *ebpf.Map, noBatch bool, visit func(*K, *V)) error {
+	if !noBatch {
+		err := readHashBatched(m, visit)
+		if !errors.Is(err, ebpf.ErrNotSupported) {
+			return err
+		}
+	}
+	var k K
+	var v V
+	it := m.Iterate()
+	for it.Next(&k, &v) {
+		visit(&k, &v)
+	}
+	return it.Err()
+}
+
+type hashBatch[K, V any] struct {
+	keys []K
+	vals []V
+	n    int
+}
+
+func readHashBatched[K, V any](m *ebpf.Map, visit func(*K, *V)) error {
+	// Three buffers: one being filled, one being converted, one spare.
+	const buffers = 3
+	free := make(chan *hashBatch[K, V], buffers)
+	for range buffers {
+		free <- &hashBatch[K, V]{keys: make([]K, batchEntries), vals: make([]V, batchEntries)}
+	}
+	full := make(chan *hashBatch[K, V], buffers)
+	var readErr error
+	go func() {
+		defer close(full)
+		var cursor ebpf.MapBatchCursor
+		for {
+			b := <-free
+			n, err := m.BatchLookup(&cursor, b.keys, b.vals, nil)
+			b.n = n
+			if n > 0 {
+				full <- b
+			}
+			if errors.Is(err, ebpf.ErrKeyNotExist) {
+				return
+			}
+			if err != nil {
+				readErr = err
+				return
+			}
+		}
+	}()
+	for b := range full {
+		for i := range b.n {
+			visit(&b.keys[i], &b.vals[i])
+		}
+		free <- b
+	}
+	return readErr
+}
+
+// monotonicClock returns a bpf.Clock that turns bpf_ktime_get_ns() stamps
+// (CLOCK_MONOTONIC) into wall time. The offset between the clocks moves
+// when the wall clock is stepped or slewed, so each snapshot reads it anew.
+func monotonicClock() (bpf.Clock, error) {
+	offset, err := monotonicOffset()
+	if err != nil {
+		return nil, err
+	}
+	return func(ns uint64) time.Time {
+		if ns == 0 {
+			return time.Time{}
+		}
+		return time.Unix(0, offset+int64(ns))
+	}, nil
+}
+
+// monotonicOffset is CLOCK_REALTIME minus CLOCK_MONOTONIC in nanoseconds,
+// from the tightest of a few back-to-back readings.
+func monotonicOffset() (int64, error) {
+	var offset int64
+	best := int64(math.MaxInt64)
+	for range 3 {
+		var before, mono, after unix.Timespec
+		if err := unix.ClockGettime(unix.CLOCK_REALTIME, &before); err != nil {
+			return 0, fmt.Errorf("reading the wall clock: %w", err)
+		}
+		if err := unix.ClockGettime(unix.CLOCK_MONOTONIC, &mono); err != nil {
+			return 0, fmt.Errorf("reading the monotonic clock: %w", err)
+		}
+		if err := unix.ClockGettime(unix.CLOCK_REALTIME, &after); err != nil {
+			return 0, fmt.Errorf("reading the wall clock: %w", err)
+		}
+		gap := after.Nano() - before.Nano()
+		if gap >= 0 && gap < best {
+			best = gap
+			offset = before.Nano() + gap/2 - mono.Nano()
+		}
+	}
+	return offset, nil
+}
