@@ -4,10 +4,12 @@
 package main
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strings"
 
 	"github.com/spf13/pflag"
@@ -54,7 +56,23 @@ func (e *env) errorf(format string, args ...any) {
 
 var commands []*command
 
-func register(c *command) { commands = append(commands, c) }
+// commandOrder is the order of the command list in the usage: the main
+// jobs first.
+var commandOrder = []string{"observe", "analyze", "probe", "catalog", "version"}
+
+func register(c *command) {
+	commands = append(commands, c)
+	slices.SortStableFunc(commands, func(a, b *command) int {
+		return cmp.Compare(rank(a.name), rank(b.name))
+	})
+}
+
+func rank(name string) int {
+	if i := slices.Index(commandOrder, name); i >= 0 {
+		return i
+	}
+	return len(commandOrder)
+}
 
 func lookup(name string) *command {
 	for _, c := range commands {
