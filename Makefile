@@ -17,11 +17,14 @@ BIN       := bin/portwatch
 FUZZTIME  ?= 20s
 FUZZ_TARGETS ?= ./catalog/rpcbind:FuzzSnooper
 
-# Arguments for the demo.
-SCENARIO  ?= drop-tftp
+# Arguments for the demo: the firewall scenario (lab/scenarios/NAME.nft) and
+# the number of compute nodes.
+SCENARIO  ?= burst
+NODES     ?= 8
 
-# Debian packages the build, the tests and the lab need. `make deps` installs
-# the missing ones when run as root (CI and the quick start do).
+# Debian packages the build and the tests need; the lab's own are in
+# lab/packages.txt. `make deps` installs the missing ones when run as root
+# (CI and the quick start do).
 DEB_PACKAGES := clang-19 llvm-19 libbpf-dev linux-libc-dev gcc make git iproute2 nftables tcpdump
 
 .PHONY: all build generate check-generated test bench fuzz lint demo cross help deps
@@ -37,7 +40,8 @@ deps: ## install the Debian packages the tests and the lab need (as root; idempo
 	if [ -n "$$missing" ]; then \
 		echo "deps: installing" $$missing; \
 		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing; \
-	fi
+	fi; \
+	sh lab/install-deps.sh
 
 build: ## build bin/portwatch
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/portwatch
@@ -71,5 +75,6 @@ cross: ## build for AIX (ppc64), linux/arm64 and linux/ppc64le
 	GOOS=linux GOARCH=arm64 CGO_ENABLED=0 $(GO) build -o /dev/null ./cmd/portwatch
 	GOOS=linux GOARCH=ppc64le CGO_ENABLED=0 $(GO) build -o /dev/null ./cmd/portwatch
 
-demo: build ## the main job on the built-in lab (SCENARIO=open|drop-tftp|...)
-	@echo "demo: not wired yet" >&2; exit 1
+demo: deps build ## the main job on the built-in lab, live (SCENARIO=burst|open|drop-tftp|tftp-no-helper|...)
+	$(GO) build -o bin/portwatch-lab ./lab/cmd/portwatch-lab
+	bin/portwatch-lab demo --portwatch $(BIN) --scenario $(SCENARIO) --nodes $(NODES)

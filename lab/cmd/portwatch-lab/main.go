@@ -9,6 +9,7 @@
 //	portwatch-lab check [SCENARIO...]
 //	portwatch-lab run [--nodes N] [-- COMMAND...]
 //	portwatch-lab exec HOST -- COMMAND...
+//	portwatch-lab demo --portwatch PATH [--nodes N] [--scenario NAME]
 //
 // Every subcommand takes --prefix (default pwl-): labs with different
 // prefixes are independent.
@@ -54,6 +55,7 @@ var commands = []command{
 	{"check", "[SCENARIO...]", "load each scenario and check the clients' outcomes against its header", (*cli).check},
 	{"run", "[--nodes N] [--scenario NAME] [-- COMMAND...]", "up, run COMMAND (default: check every scenario), down; the lab is described to COMMAND in PORTWATCH_LAB_* variables", (*cli).runCmd},
 	{"exec", "HOST -- COMMAND...", "run a command in a host's namespace (mn, fw, bmc, sw, br, n001...)", (*cli).exec},
+	{"demo", "--portwatch PATH [--nodes N] [--scenario NAME] [--rounds R]", "the lab with portwatch observing mn and fw live during provisioning runs (make demo)", (*cli).demo},
 }
 
 type cli struct {
@@ -71,6 +73,9 @@ type cli struct {
 	from        string
 	count       int
 	concurrency int
+	portwatch   string
+	rounds      int
+	window      time.Duration
 }
 
 func usage(w io.Writer) {
@@ -114,6 +119,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 			fs.StringVar(&c.readyFile, "ready-file", "", "write the prefix to this file once the lab is up")
 			_ = fs.MarkHidden("ready-file")
 		}
+	case "demo":
+		fs.IntVar(&c.nodes, "nodes", 8, fmt.Sprintf("compute nodes, 1 to %d", lab.MaxNodes))
+		fs.StringVar(&c.scenarioArg, "scenario", "burst", "firewall scenario to run the provisioning under")
+		fs.StringVar(&c.portwatch, "portwatch", "", "the portwatch binary to run")
+		fs.IntVar(&c.rounds, "rounds", 2, "provisioning runs")
+		fs.DurationVar(&c.window, "window", 2*time.Second, "portwatch's counting window")
 	case "status":
 		fs.BoolVar(&c.jsonOut, "json", false, "print JSON")
 	case "probe":
