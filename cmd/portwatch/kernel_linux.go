@@ -16,6 +16,9 @@ import (
 	"portwatch/loader"
 )
 
+// observeSupported: live capture needs Linux (XDP or AF_PACKET).
+const observeSupported = true
+
 // kernelFlags are the kernel backend's flags.
 type kernelFlags struct{ loader.Flags }
 

@@ -4,7 +4,6 @@ package main
 
 import (
 	"context"
-	"errors"
 	"log/slog"
 	"net/netip"
 
@@ -24,8 +23,8 @@ type kernelBackend struct{ backend }
 
 func (*kernelBackend) mode() string { return "" }
 
-var errNoKernelBackend = errors.New("the XDP backend needs Linux; here, capture with tcpdump and analyze the stream: " +
-	"tcpdump -U -w - -i en0 | portwatch analyze -")
+// observeSupported: live capture needs Linux (XDP or AF_PACKET).
+const observeSupported = false
 
 func openKernel(context.Context, observeFlags, *catalog.Catalog,
 	func(netip.Addr, netip.Addr, uint16, uint16, []byte), *slog.Logger) (*kernelBackend, error) {

@@ -91,6 +91,10 @@ func setupObserve(fs *pflag.FlagSet) func(*env, []string) int {
 			e.errorf("observe: unexpected argument %q (interfaces go with -i)", args[0])
 			return exitUsage
 		}
+		if !observeSupported {
+			e.errorf("observe: %v", errNoKernelBackend)
+			return exitUsage
+		}
 		if len(f.interfaces) == 0 {
 			e.errorf("observe: no interface: give one with -i IFACE (see 'ip link')")
 			return exitUsage
@@ -235,6 +239,11 @@ loop:
 	}
 	return status
 }
+
+// errNoKernelBackend is why observe does not run where there is no Linux
+// (AIX), and what to do instead.
+var errNoKernelBackend = errors.New("live capture needs Linux (XDP or AF_PACKET); here, let tcpdump capture and portwatch analyze the stream: " +
+	"tcpdump -U -s 256 -w - -i en0 | portwatch analyze -")
 
 // usageError is a backend failure caused by the command line.
 type usageError struct{ err error }
