@@ -210,22 +210,47 @@ static __always_inline __u16 serving(struct port_entry *pe, __u16 client_port)
 
 /* Which side of a packet is the service. When both ports are catalog ports,
  * the lower one is: clients send from high ports, and privileged-source
- * clients (rsh, NFS) still from ports above the service's own in practice. */
-static __always_inline struct resolved resolve(struct port_entry *pd, struct port_entry *ps, __u16 sport,
-					       __u16 dport)
+ * clients (rsh, NFS) still from ports above the service's own in practice.
+ * The lower port is looked up first, so a packet to a service from a port
+ * above it touches one entry of the port map. */
+static __always_inline struct resolved resolve(__u32 slot, __u16 sport, __u16 dport)
 {
 	struct resolved r = {};
-	__u16 sd = serving(pd, sport);
-	__u16 ss = serving(ps, dport);
+	struct port_entry *pe;
+	__u16 service;
 
-	if (sd && (!ss || dport <= sport)) {
-		r.service = sd;
-		r.flags = pd->flags;
-		r.dir = DIR_REQUEST;
-	} else if (ss) {
-		r.service = ss;
-		r.flags = ps->flags;
+	if (dport <= sport) {
+		pe = port_lookup(slot, dport);
+		service = serving(pe, sport);
+		if (service) {
+			r.service = service;
+			r.flags = pe->flags;
+			r.dir = DIR_REQUEST;
+			return r;
+		}
+		pe = port_lookup(slot, sport);
+		service = serving(pe, dport);
+		if (service) {
+			r.service = service;
+			r.flags = pe->flags;
+			r.dir = DIR_REPLY;
+		}
+		return r;
+	}
+	pe = port_lookup(slot, sport);
+	service = serving(pe, dport);
+	if (service) {
+		r.service = service;
+		r.flags = pe->flags;
 		r.dir = DIR_REPLY;
+		return r;
+	}
+	pe = port_lookup(slot, dport);
+	service = serving(pe, sport);
+	if (service) {
+		r.service = service;
+		r.flags = pe->flags;
+		r.dir = DIR_REQUEST;
 	}
 	return r;
 }
@@ -251,38 +276,120 @@ static __always_inline struct service_counters *count_service(struct pkt *p, __u
 	return sc;
 }
 
-/* Find or create an exchange; NULL when the table cannot take it. */
-static __always_inline struct exchange_value *exchange_touch(struct pkt *p, struct exchange_key *k, bool *created)
+/* The counter of an exchange that a packet adds one to. */
+enum bump {
+	BUMP_ATTEMPT,
+	BUMP_ANSWER,
+	BUMP_RESET,
+	BUMP_ICMP_CLOSED,
+	BUMP_ICMP_FILTERED,
+	BUMP_ICMP_OTHER,
+	BUMP_RETURN_BLOCKED,
+	BUMP_FOLLOWUP,
+};
+
+static __always_inline __u64 *bump_field(struct exchange_value *v, int what)
 {
-	__u64 now = bpf_ktime_get_ns();
-	struct exchange_value *v = bpf_map_lookup_elem(&exchanges, k);
-	if (v) {
-		v->last_ns = now;
-		return v;
+	switch (what) {
+	case BUMP_ATTEMPT:
+		return &v->attempts;
+	case BUMP_ANSWER:
+		return &v->answers;
+	case BUMP_RESET:
+		return &v->resets;
+	case BUMP_ICMP_CLOSED:
+		return &v->icmp_closed;
+	case BUMP_ICMP_FILTERED:
+		return &v->icmp_filtered;
+	case BUMP_ICMP_OTHER:
+		return &v->icmp_other;
+	case BUMP_RETURN_BLOCKED:
+		return &v->return_blocked;
+	default:
+		return &v->followups;
 	}
-	struct exchange_value fresh = {};
-	fresh.first_ns = now;
-	fresh.last_ns = now;
-	long err = bpf_map_update_elem(&exchanges, k, &fresh, BPF_NOEXIST);
+}
+
+/* Insert a new exchange already holding its first packet's counts, so a
+ * new exchange costs one lookup and one insert. Returns the entry when
+ * another CPU inserted the key first (the caller then adds to it), NULL
+ * otherwise. */
+static __always_inline struct exchange_value *exchange_insert(struct pkt *p, struct exchange_key *k,
+							      struct exchange_value *fresh)
+{
+	long err = bpf_map_update_elem(&exchanges, k, fresh, BPF_NOEXIST);
 	if (err == 0) {
 		count(p, PC_EXCHANGE_NEW);
-		*created = true;
-	} else if (err != -EEXIST) {
+		return 0;
+	}
+	if (err != -EEXIST) {
 		count(p, PC_MAP_UPDATE_FAILED);
 		return 0;
 	}
 	return bpf_map_lookup_elem(&exchanges, k);
 }
 
-static __always_inline struct exchange_value *exchange_ip(struct pkt *p, __u16 service, __u32 *client, __u32 *server)
+/* Add one to a counter of an exchange, creating it if needed. The coarse
+ * clock is the monotonic clock at jiffy resolution: plenty for windows of
+ * seconds, and half the cost of bpf_ktime_get_ns. */
+static __always_inline void exchange_bump(struct pkt *p, struct exchange_key *k, int what)
+{
+	__u64 now = bpf_ktime_get_coarse_ns();
+	struct exchange_value *v = bpf_map_lookup_elem(&exchanges, k);
+	if (!v) {
+		struct exchange_value fresh = {};
+		fresh.first_ns = now;
+		fresh.last_ns = now;
+		*bump_field(&fresh, what) = 1;
+		v = exchange_insert(p, k, &fresh);
+		if (!v)
+			return;
+	}
+	v->last_ns = now;
+	__sync_fetch_and_add(bump_field(v, what), 1);
+}
+
+static __always_inline void exchange_ip(struct pkt *p, __u16 service, __u32 *client, __u32 *server, int what)
 {
 	struct exchange_key k = {};
-	bool created = false;
 	__builtin_memcpy(k.client, client, 16);
 	__builtin_memcpy(k.server, server, 16);
 	k.service = service;
 	k.kind = EXCHANGE_IP;
-	return exchange_touch(p, &k, &created);
+	exchange_bump(p, &k, what);
+}
+
+/* A SYN: a new attempt, unless it repeats the last SYN's port and sequence
+ * number (a retransmit). */
+static __always_inline void exchange_syn(struct pkt *p, __u16 service, __u16 sport, __u32 seq)
+{
+	struct exchange_key k = {};
+	__builtin_memcpy(k.client, p->src, 16);
+	__builtin_memcpy(k.server, p->dst, 16);
+	k.service = service;
+	k.kind = EXCHANGE_IP;
+
+	__u64 now = bpf_ktime_get_coarse_ns();
+	struct exchange_value *v = bpf_map_lookup_elem(&exchanges, &k);
+	if (!v) {
+		struct exchange_value fresh = {};
+		fresh.first_ns = now;
+		fresh.last_ns = now;
+		fresh.attempts = 1;
+		fresh.last_port = sport;
+		fresh.last_seq = seq;
+		v = exchange_insert(p, &k, &fresh);
+		if (!v)
+			return;
+	}
+	v->last_ns = now;
+	if (v->last_port == sport && v->last_seq == seq && (v->attempts | v->retransmits)) {
+		__sync_fetch_and_add(&v->retransmits, 1);
+	} else {
+		__sync_fetch_and_add(&v->attempts, 1);
+		v->last_port = sport;
+		v->last_seq = seq;
+	}
 }
 
 static __always_inline void record_unexpected(struct pkt *p, __u8 proto, __u32 *server, __u16 port, __u32 *client)
@@ -292,7 +399,7 @@ static __always_inline void record_unexpected(struct pkt *p, __u8 proto, __u32 *
 	k.port = port;
 	k.proto = proto;
 
-	__u64 now = bpf_ktime_get_ns();
+	__u64 now = bpf_ktime_get_coarse_ns();
 	struct unexpected_value *v = bpf_map_lookup_elem(&unexpected, &k);
 	if (!v) {
 		struct unexpected_value fresh = {};
@@ -330,20 +437,18 @@ static __always_inline void on_tcp(struct pkt *p, struct tcphdr *th)
 {
 	__u16 sport = bpf_ntohs(th->source);
 	__u16 dport = bpf_ntohs(th->dest);
-	struct port_entry *pd = port_lookup(SLOT_TCP, dport);
-	struct port_entry *ps = port_lookup(SLOT_TCP, sport);
 	bool syn = th->syn, ack = th->ack, rst = th->rst;
 	struct resolved r = {};
 
 	if (syn && !ack) {
 		/* A SYN names the service it asks for. */
-		r.service = serving(pd, sport);
+		r.service = serving(port_lookup(SLOT_TCP, dport), sport);
 		r.dir = r.service ? DIR_REQUEST : DIR_NONE;
 	} else if (syn && ack) {
-		r.service = serving(ps, dport);
+		r.service = serving(port_lookup(SLOT_TCP, sport), dport);
 		r.dir = r.service ? DIR_REPLY : DIR_NONE;
 	} else {
-		r = resolve(pd, ps, sport, dport);
+		r = resolve(SLOT_TCP, sport, dport);
 	}
 
 	struct service_counters *sc = count_service(p, r.service, r.dir);
@@ -363,28 +468,12 @@ static __always_inline void on_tcp(struct pkt *p, struct tcphdr *th)
 		return;
 	}
 
-	struct exchange_value *v;
-	if (syn && !ack) {
-		v = exchange_ip(p, r.service, p->src, p->dst);
-		if (!v)
-			return;
-		__u32 seq = bpf_ntohl(th->seq);
-		if (v->last_port == sport && v->last_seq == seq && (v->attempts | v->retransmits)) {
-			__sync_fetch_and_add(&v->retransmits, 1);
-		} else {
-			__sync_fetch_and_add(&v->attempts, 1);
-			v->last_port = sport;
-			v->last_seq = seq;
-		}
-	} else if (syn && ack) {
-		v = exchange_ip(p, r.service, p->dst, p->src);
-		if (v)
-			__sync_fetch_and_add(&v->answers, 1);
-	} else if (rst && r.dir == DIR_REPLY) {
-		v = exchange_ip(p, r.service, p->dst, p->src);
-		if (v)
-			__sync_fetch_and_add(&v->resets, 1);
-	}
+	if (syn && !ack)
+		exchange_syn(p, r.service, sport, bpf_ntohl(th->seq));
+	else if (syn && ack)
+		exchange_ip(p, r.service, p->dst, p->src, BUMP_ANSWER);
+	else if (rst && r.dir == DIR_REPLY)
+		exchange_ip(p, r.service, p->dst, p->src, BUMP_RESET);
 }
 
 static __always_inline void on_dhcp(struct pkt *p, void *payload, __u16 service, int port_dir)
@@ -403,18 +492,34 @@ static __always_inline void on_dhcp(struct pkt *p, void *payload, __u16 service,
 		return;
 
 	struct exchange_key k = {};
-	bool created = false;
 	__builtin_memcpy(k.client, b->chaddr, 6);
 	k.service = service;
 	k.kind = EXCHANGE_DHCP;
-	struct exchange_value *v = exchange_touch(p, &k, &created);
-	if (!v)
-		return;
 	__u32 xid = bpf_ntohl(b->xid);
+	__u64 now = bpf_ktime_get_coarse_ns();
+
+	struct exchange_value *v = bpf_map_lookup_elem(&exchanges, &k);
+	if (!v) {
+		/* An answer with no request seen still counts as an answer:
+		 * nothing can pair it, and it shows the server is there. */
+		struct exchange_value fresh = {};
+		fresh.first_ns = now;
+		fresh.last_ns = now;
+		if (dir == DIR_REQUEST) {
+			fresh.attempts = 1;
+			fresh.last_seq = xid;
+		} else {
+			fresh.answers = 1;
+		}
+		v = exchange_insert(p, &k, &fresh);
+		if (!v)
+			return;
+	}
+	v->last_ns = now;
 	if (dir == DIR_REQUEST) {
 		__sync_fetch_and_add(&v->attempts, 1);
 		v->last_seq = xid;
-	} else if (created || v->last_seq == xid) {
+	} else if (v->last_seq == xid) {
 		__sync_fetch_and_add(&v->answers, 1);
 	}
 }
@@ -432,9 +537,7 @@ static __always_inline void on_udp_other(struct pkt *p, __u16 sport, __u16 dport
 	if (ev) {
 		__u16 service = ev->service;
 		count_service(p, service, DIR_REPLY);
-		struct exchange_value *v = exchange_ip(p, service, p->dst, p->src);
-		if (v)
-			__sync_fetch_and_add(&v->answers, 1);
+		exchange_ip(p, service, p->dst, p->src, BUMP_ANSWER);
 		return;
 	}
 	__builtin_memcpy(ek.client, p->src, 16);
@@ -444,9 +547,7 @@ static __always_inline void on_udp_other(struct pkt *p, __u16 sport, __u16 dport
 	if (ev) {
 		__u16 service = ev->service;
 		count_service(p, service, DIR_NONE);
-		struct exchange_value *v = exchange_ip(p, service, p->src, p->dst);
-		if (v)
-			__sync_fetch_and_add(&v->followups, 1);
+		exchange_ip(p, service, p->src, p->dst, BUMP_FOLLOWUP);
 		return;
 	}
 
@@ -469,7 +570,7 @@ static __always_inline void on_udp_other(struct pkt *p, __u16 sport, __u16 dport
 	fk.dport = dport;
 	if (bpf_map_lookup_elem(&udp_flows, &fk))
 		return;
-	struct flow_value fv = {.seen_ns = bpf_ktime_get_ns()};
+	struct flow_value fv = {.seen_ns = bpf_ktime_get_coarse_ns()};
 	long err = bpf_map_update_elem(&udp_flows, &fk, &fv, BPF_NOEXIST);
 	if (err == 0)
 		count(p, PC_FLOW_NEW);
@@ -481,7 +582,7 @@ static __always_inline void on_udp(struct pkt *p, struct udphdr *uh)
 {
 	__u16 sport = bpf_ntohs(uh->source);
 	__u16 dport = bpf_ntohs(uh->dest);
-	struct resolved r = resolve(port_lookup(SLOT_UDP, dport), port_lookup(SLOT_UDP, sport), sport, dport);
+	struct resolved r = resolve(SLOT_UDP, sport, dport);
 
 	if (r.dir == DIR_NONE) {
 		on_udp_other(p, sport, dport);
@@ -495,27 +596,28 @@ static __always_inline void on_udp(struct pkt *p, struct udphdr *uh)
 	if (r.flags & PORT_PORTMAPPER)
 		learn(p);
 
-	struct exchange_value *v;
-	if (r.dir == DIR_REQUEST) {
-		v = exchange_ip(p, r.service, p->src, p->dst);
-		if (v)
-			__sync_fetch_and_add(&v->attempts, 1);
-		if (r.flags & PORT_EPHEMERAL_REPLY) {
-			struct ephemeral_key ek = {};
-			struct ephemeral_value ev = {.service = r.service};
-			__builtin_memcpy(ek.client, p->src, 16);
-			__builtin_memcpy(ek.server, p->dst, 16);
-			ek.client_port = sport;
-			long err = bpf_map_update_elem(&ephemeral, &ek, &ev, BPF_NOEXIST);
-			if (err == 0)
-				count(p, PC_EPHEMERAL_NEW);
-			else if (err != -EEXIST)
-				count(p, PC_MAP_UPDATE_FAILED);
-		}
-	} else {
-		v = exchange_ip(p, r.service, p->dst, p->src);
-		if (v)
-			__sync_fetch_and_add(&v->answers, 1);
+	if (r.dir == DIR_REPLY) {
+		exchange_ip(p, r.service, p->dst, p->src, BUMP_ANSWER);
+		return;
+	}
+	exchange_ip(p, r.service, p->src, p->dst, BUMP_ATTEMPT);
+	if (r.flags & PORT_EPHEMERAL_REPLY) {
+		/* Remember the request so that the answer from the server's new
+		 * port can be matched. Look first: an LRU insert of a key that
+		 * exists takes (and may evict) an entry before it fails, and
+		 * clients repeat their requests. */
+		struct ephemeral_key ek = {};
+		__builtin_memcpy(ek.client, p->src, 16);
+		__builtin_memcpy(ek.server, p->dst, 16);
+		ek.client_port = sport;
+		if (bpf_map_lookup_elem(&ephemeral, &ek))
+			return;
+		struct ephemeral_value ev = {.service = r.service};
+		long err = bpf_map_update_elem(&ephemeral, &ek, &ev, BPF_NOEXIST);
+		if (err == 0)
+			count(p, PC_EPHEMERAL_NEW);
+		else if (err != -EEXIST)
+			count(p, PC_MAP_UPDATE_FAILED);
 	}
 }
 
@@ -538,36 +640,29 @@ static __always_inline void on_unreachable(struct pkt *p, __u8 proto, __u32 *isr
 	__u16 isport = bpf_ntohs(ports[0]);
 	__u16 idport = bpf_ntohs(ports[1]);
 	__u32 slot = proto == IPPROTO_TCP ? SLOT_TCP : SLOT_UDP;
-	struct resolved r = resolve(port_lookup(slot, idport), port_lookup(slot, isport), isport, idport);
-	struct exchange_value *v;
+	struct resolved r = resolve(slot, isport, idport);
 
 	if (r.dir == DIR_REQUEST) {
 		struct service_counters *sc = service_counters(r.service);
-		v = exchange_ip(p, r.service, isrc, idst);
 		if (cls == UNREACH_CLOSED) {
 			if (sc)
 				sc->icmp_closed++;
-			if (v)
-				__sync_fetch_and_add(&v->icmp_closed, 1);
+			exchange_ip(p, r.service, isrc, idst, BUMP_ICMP_CLOSED);
 		} else if (cls == UNREACH_FILTERED) {
 			if (sc)
 				sc->icmp_filtered++;
-			if (v)
-				__sync_fetch_and_add(&v->icmp_filtered, 1);
+			exchange_ip(p, r.service, isrc, idst, BUMP_ICMP_FILTERED);
 		} else {
 			if (sc)
 				sc->icmp_other++;
-			if (v)
-				__sync_fetch_and_add(&v->icmp_other, 1);
+			exchange_ip(p, r.service, isrc, idst, BUMP_ICMP_OTHER);
 		}
 		return;
 	}
 	if (r.dir == DIR_REPLY && !(r.flags & PORT_BROADCAST)) {
 		/* (DHCP clients take their answers on raw sockets, so the
 		 * kernel's port unreachable for an answer proves nothing.) */
-		v = exchange_ip(p, r.service, idst, isrc);
-		if (v)
-			__sync_fetch_and_add(&v->return_blocked, 1);
+		exchange_ip(p, r.service, idst, isrc, BUMP_RETURN_BLOCKED);
 		return;
 	}
 	if (proto == IPPROTO_UDP) {
@@ -579,9 +674,7 @@ static __always_inline void on_unreachable(struct pkt *p, __u8 proto, __u32 *isr
 		ek.client_port = idport;
 		struct ephemeral_value *ev = bpf_map_lookup_elem(&ephemeral, &ek);
 		if (ev) {
-			v = exchange_ip(p, ev->service, idst, isrc);
-			if (v)
-				__sync_fetch_and_add(&v->return_blocked, 1);
+			exchange_ip(p, ev->service, idst, isrc, BUMP_RETURN_BLOCKED);
 			return;
 		}
 	}

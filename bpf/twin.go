@@ -334,16 +334,31 @@ func serving(pe *PortwatchPortEntry, clientPort uint16) uint16 {
 	return pe.Service
 }
 
-func resolve(pd, ps *PortwatchPortEntry, sport, dport uint16) resolved {
-	sd := serving(pd, sport)
-	ss := serving(ps, dport)
-	switch {
-	case sd != 0 && (ss == 0 || dport <= sport):
-		return resolved{service: sd, flags: PortwatchPortFlags(pd.Flags), dir: dirRequest}
-	case ss != 0:
-		return resolved{service: ss, flags: PortwatchPortFlags(ps.Flags), dir: dirReply}
+// resolve looks the lower port up first, as the C does.
+func (t *Twin) resolve(slot PortwatchProtoSlot, sport, dport uint16) resolved {
+	request := func() (resolved, bool) {
+		pe := t.portLookup(slot, dport)
+		if s := serving(pe, sport); s != 0 {
+			return resolved{service: s, flags: PortwatchPortFlags(pe.Flags), dir: dirRequest}, true
+		}
+		return resolved{}, false
 	}
-	return resolved{}
+	reply := func() (resolved, bool) {
+		pe := t.portLookup(slot, sport)
+		if s := serving(pe, dport); s != 0 {
+			return resolved{service: s, flags: PortwatchPortFlags(pe.Flags), dir: dirReply}, true
+		}
+		return resolved{}, false
+	}
+	first, second := reply, request
+	if dport <= sport {
+		first, second = request, reply
+	}
+	if r, ok := first(); ok {
+		return r
+	}
+	r, _ := second()
+	return r
 }
 
 func (t *Twin) countService(service uint16, dir direction) *PortwatchServiceCounters {
@@ -401,24 +416,22 @@ func (t *Twin) recordUnexpected(proto uint8, server *[16]uint8, port uint16, cli
 func (t *Twin) onTCP(th []byte) {
 	sport := binary.BigEndian.Uint16(th[0:2])
 	dport := binary.BigEndian.Uint16(th[2:4])
-	pd := t.portLookup(PortwatchProtoSlotSLOT_TCP, dport)
-	ps := t.portLookup(PortwatchProtoSlotSLOT_TCP, sport)
 	flags := th[13]
 	syn, ack, rst := flags&0x02 != 0, flags&0x10 != 0, flags&0x04 != 0
 	var r resolved
 	switch {
 	case syn && !ack:
-		r.service = serving(pd, sport)
+		r.service = serving(t.portLookup(PortwatchProtoSlotSLOT_TCP, dport), sport)
 		if r.service != 0 {
 			r.dir = dirRequest
 		}
 	case syn && ack:
-		r.service = serving(ps, dport)
+		r.service = serving(t.portLookup(PortwatchProtoSlotSLOT_TCP, sport), dport)
 		if r.service != 0 {
 			r.dir = dirReply
 		}
 	default:
-		r = resolve(pd, ps, sport, dport)
+		r = t.resolve(PortwatchProtoSlotSLOT_TCP, sport, dport)
 	}
 
 	if sc := t.countService(r.service, r.dir); sc != nil {
@@ -540,7 +553,7 @@ func (t *Twin) onUDPOther(sport, dport uint16) {
 func (t *Twin) onUDP(uh []byte) {
 	sport := binary.BigEndian.Uint16(uh[0:2])
 	dport := binary.BigEndian.Uint16(uh[2:4])
-	r := resolve(t.portLookup(PortwatchProtoSlotSLOT_UDP, dport), t.portLookup(PortwatchProtoSlotSLOT_UDP, sport), sport, dport)
+	r := t.resolve(PortwatchProtoSlotSLOT_UDP, sport, dport)
 
 	if r.dir == dirNone {
 		t.onUDPOther(sport, dport)
@@ -602,7 +615,7 @@ func (t *Twin) onUnreachable(proto uint8, isrc, idst *[16]uint8, il4 []byte, cls
 	if proto == ipProtoTCP {
 		slot = PortwatchProtoSlotSLOT_TCP
 	}
-	r := resolve(t.portLookup(slot, idport), t.portLookup(slot, isport), isport, idport)
+	r := t.resolve(slot, isport, idport)
 
 	switch r.dir {
 	case dirRequest:
