@@ -94,7 +94,7 @@ func (s *Snooper) onCall(r xdr, key pendingKey, server netip.Addr, now time.Time
 	case c.proc == procDump:
 	case c.proc == procGetPort && c.version == 2:
 		c.program, c.rvers = r.u32(), r.u32()
-		c.proto = catalog.Proto(r.u32())
+		c.proto = ipProto(r.u32())
 	case (c.proc == procGetPort || c.proc == procGetVersAddr) && c.version >= 3:
 		c.program, c.rvers = r.u32(), r.u32()
 		c.proto = netidProto(r.str())
@@ -133,9 +133,9 @@ func onReply(r xdr, c call) []Mapping {
 	switch {
 	case c.proc == procDump && c.version == 2:
 		for r.u32() == 1 && !r.bad {
-			m := Mapping{Server: c.server, Program: r.u32(), Version: r.u32(), Proto: catalog.Proto(r.u32())}
+			m := Mapping{Server: c.server, Program: r.u32(), Version: r.u32(), Proto: ipProto(r.u32())}
 			port := r.u32()
-			if !r.bad && port > 0 && port <= 65535 {
+			if !r.bad && m.Proto != 0 && port > 0 && port <= 65535 {
 				m.Port = uint16(port)
 				out = append(out, m)
 			}
@@ -163,6 +163,14 @@ func onReply(r xdr, c call) []Mapping {
 		}
 	}
 	return out
+}
+
+// ipProto reads a portmapper v2 protocol number: only TCP and UDP map ports.
+func ipProto(n uint32) catalog.Proto {
+	if n == uint32(catalog.TCP) || n == uint32(catalog.UDP) {
+		return catalog.Proto(n)
+	}
+	return 0
 }
 
 // netidProto reads an rpcbind network id: "udp", "tcp", "udp6", "tcp6".

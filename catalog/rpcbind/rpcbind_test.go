@@ -110,8 +110,9 @@ func TestSnooperBoundsPendingCalls(t *testing.T) {
 }
 
 func FuzzSnooper(f *testing.F) {
-	f.Add(rpcCall(1, 2, procGetPort, 100005, 3, 17, 0), rpcReply(1, 20048))
-	f.Add(rpcCall(7, 3, procDump), rpcReply(7, 1, 100005, 1, "udp", "0.0.0.0.78.80", "superuser", 0))
+	for _, s := range seeds() {
+		f.Add(s[0], s[1])
+	}
 	f.Fuzz(func(t *testing.T, c, r []byte) {
 		s := NewSnooper()
 		s.Datagram(client, server, 700, 111, c, now)
