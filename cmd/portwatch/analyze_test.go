@@ -107,7 +107,7 @@ func TestAnalyzeTable(t *testing.T) {
 }
 
 // writePcap writes Ethernet frames, one every step from start, to a pcap.
-func writePcap(t *testing.T, w io.Writer, frames [][]byte, start time.Time, step time.Duration) {
+func writePcap(t testing.TB, w io.Writer, frames [][]byte, start time.Time, step time.Duration) {
 	t.Helper()
 	pw := pcapgo.NewWriterNanos(w)
 	if err := pw.WriteFileHeader(65535, layers.LinkTypeEthernet); err != nil {

@@ -1,0 +1,87 @@
+package main
+
+import (
+	"bufio"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"portwatch/bpf/packets"
+)
+
+// mixedCapture writes n packets of the mixed management set to a pcap, one
+// round after another, a microsecond apart.
+func mixedCapture(b *testing.B, n int) string {
+	b.Helper()
+	path := filepath.Join(b.TempDir(), "mixed.pcap")
+	f, err := os.Create(path)
+	if err != nil {
+		b.Fatal(err)
+	}
+	w := bufio.NewWriterSize(f, 1<<20)
+	round := packets.MixedRound()
+	frames := make([][]byte, 0, n)
+	for len(frames) < n {
+		frames = append(frames, round[len(frames)%len(round)])
+	}
+	writePcap(b, w, frames, time.Unix(1700000000, 0), time.Microsecond)
+	if err := w.Flush(); err != nil {
+		b.Fatal(err)
+	}
+	if err := f.Close(); err != nil {
+		b.Fatal(err)
+	}
+	return path
+}
+
+// BenchmarkAnalyze runs `portwatch analyze` (the Go twin, the classifier
+// every window, the summary) over a 1,000,000-packet pcap of the mixed set,
+// and in the same run tcpdump over the same file: printing its matches, and
+// reading and filtering only. Reported: packets per second, and ns per
+// packet of each.
+func BenchmarkAnalyze(b *testing.B) {
+	const n = 1_000_000
+	path := mixedCapture(b, n)
+	// Warm the page cache.
+	if data, err := os.ReadFile(path); err != nil || len(data) == 0 {
+		b.Fatal(err)
+	}
+	b.ResetTimer()
+	start := time.Now()
+	for range b.N {
+		code := run([]string{"analyze", "-q", path}, &env{stdin: nil, stdout: io.Discard, stderr: io.Discard})
+		if code != exitOK {
+			b.Fatalf("analyze exited %d", code)
+		}
+	}
+	elapsed := time.Since(start)
+	b.StopTimer()
+	perPacket := float64(elapsed.Nanoseconds()) / float64(b.N*n)
+	b.ReportMetric(perPacket, "ns/packet")
+	b.ReportMetric(1e3/perPacket, "Mpackets/s")
+
+	if _, err := exec.LookPath("tcpdump"); err != nil {
+		return
+	}
+	tcpdump := func(args ...string) float64 {
+		best := time.Duration(1 << 62)
+		for range 3 {
+			t0 := time.Now()
+			cmd := exec.Command("tcpdump", args...)
+			cmd.Stdout, cmd.Stderr = io.Discard, io.Discard
+			if err := cmd.Run(); err != nil {
+				b.Fatalf("tcpdump %v: %v", args, err)
+			}
+			best = min(best, time.Since(t0))
+		}
+		return float64(best.Nanoseconds()) / n
+	}
+	printing := tcpdump("-nn", "-r", path, "udp port 69")
+	filtering := tcpdump("-r", path, "-w", "/dev/null", "udp port 69")
+	b.ReportMetric(printing, "tcpdump-print-ns/packet")
+	b.ReportMetric(filtering, "tcpdump-filter-ns/packet")
+	b.ReportMetric(perPacket/filtering, "x-tcpdump-filter")
+}
