@@ -335,7 +335,7 @@ func TestVerdicts(t *testing.T) {
 				{"required_port_blocked bootps/udp aa:bb:cc:00:00:01-> no-reply"},
 				{"cleared bootps/udp aa:bb:cc:00:00:01-> no-reply"},
 			},
-			summary: map[string]string{"bootps/udp": "bootps/udp ok", "bootpc/udp": "bootpc/udp not-seen"},
+			summary: map[string]string{"bootps/udp": "bootps/udp ok", "bootpc/udp": "bootpc/udp ok"},
 		},
 		{
 			name: "unexpected port: once per protocol, server and port",
@@ -693,5 +693,36 @@ func TestFutureTimestamp(t *testing.T) {
 	want := []string{"required_port_blocked xcatiport/tcp 10.0.1.11->10.0.0.1 no-reply"}
 	if got := shorts(evs); !slices.Equal(got, want) {
 		t.Errorf("got %q, want %q", got, want)
+	}
+}
+
+// bootpc (the client side of DHCP) has no traffic of its own: the answers
+// that reach port 68 are counted under bootps. The summary gives it the
+// state of bootps, answered or blocked.
+func TestSummaryCarriedRows(t *testing.T) {
+	cat := mustCatalog(t)
+	for _, tt := range []struct {
+		name    string
+		answers uint64
+		want    ServiceState
+	}{
+		{"answered", 1, StateOK},
+		{"unanswered", 0, StateBlocked},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			c := newClassifier(t, Config{Catalog: cat})
+			for _, at := range []float64{10, 20} {
+				c.Update(snapshot(t, cat, win{at: at,
+					ex: []xc{{svc: "bootps/udp", client: "52:54:00:aa:00:11", first: 1, last: 8, attempts: 5, answers: tt.answers}}}))
+			}
+			sum := c.Summary()
+			state := map[string]ServiceState{}
+			for _, s := range sum.Services {
+				state[s.Service+"/"+s.Proto] = s.State
+			}
+			if state["bootps/udp"] != tt.want || state["bootpc/udp"] != tt.want {
+				t.Errorf("bootps %s, bootpc %s, want both %s", state["bootps/udp"], state["bootpc/udp"], tt.want)
+			}
+		})
 	}
 }

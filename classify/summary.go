@@ -127,6 +127,7 @@ func (c *Classifier) Summary() Summary {
 		}
 		sum.Services = append(sum.Services, line)
 	}
+	carriedStates(c.cat, sum.Services)
 
 	keys := make([]bpf.UnexpectedKey, 0, len(c.unexpected))
 	for k, u := range c.unexpected {
@@ -153,6 +154,34 @@ func (c *Classifier) Summary() Summary {
 		sum.Unexpected = append(sum.Unexpected, line)
 	}
 	return sum
+}
+
+// carriedStates gives a row on the wire whose traffic another row carries
+// (bootpc, the client side of DHCP, carried by bootps; rpc-mount by mountd)
+// the state of that row, when it saw nothing of its own: the DHCP answers
+// that reach port 68 are counted under bootps.
+func carriedStates(cat *catalog.Catalog, lines []ServiceSummary) {
+	byID := map[uint16]int{}
+	for i, l := range lines {
+		byID[l.ServiceID] = i
+	}
+	for i := range lines {
+		l := &lines[i]
+		e := cat.Entry(catalog.ServiceID(l.ServiceID))
+		if e == nil || !e.OnWire || e.CarriedBy == "" || l.State != StateNotSeen {
+			continue
+		}
+		carrier := cat.ByKey(e.CarriedBy)
+		if carrier == nil {
+			continue
+		}
+		j, ok := byID[uint16(carrier.ID)]
+		if !ok {
+			continue
+		}
+		from := lines[j]
+		l.State, l.Reason, l.Affected, l.MoreAffected = from.State, from.Reason, from.Affected, from.MoreAffected
+	}
 }
 
 // blockedPairs returns the blocked exchanges of each service, ordered by
