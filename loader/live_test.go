@@ -111,11 +111,11 @@ func helperOpen() int {
 	return 0
 }
 
-func testLog(t *testing.T) *slog.Logger {
+func testLog(t testing.TB) *slog.Logger {
 	return slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
 }
 
-type testWriter struct{ t *testing.T }
+type testWriter struct{ t testing.TB }
 
 func (w testWriter) Write(p []byte) (int, error) {
 	w.t.Log(strings.TrimSpace(string(p)))
@@ -123,7 +123,7 @@ func (w testWriter) Write(p []byte) (int, error) {
 }
 
 // openIn opens a loader in a namespace, closed when the test ends.
-func openIn(t *testing.T, ns string, cfg Config) *Loader {
+func openIn(t testing.TB, ns string, cfg Config) *Loader {
 	t.Helper()
 	if cfg.Catalog == nil {
 		cfg.Catalog = testCatalog(t)

@@ -25,7 +25,7 @@ import (
 // suffix, because other people run tests on this machine at the same time,
 // and everything is removed when the test ends, failed or not.
 
-func randomSuffix(t *testing.T) string {
+func randomSuffix(t testing.TB) string {
 	b := make([]byte, 3)
 	if _, err := rand.Read(b); err != nil {
 		t.Fatal(err)
@@ -33,7 +33,7 @@ func randomSuffix(t *testing.T) string {
 	return hex.EncodeToString(b)
 }
 
-func ipCmd(t *testing.T, args ...string) {
+func ipCmd(t testing.TB, args ...string) {
 	t.Helper()
 	out, err := exec.Command("ip", args...).CombinedOutput()
 	if err != nil {
@@ -50,7 +50,7 @@ type vethPair struct {
 	a6, b6   netip.Addr
 }
 
-func newVethPair(t *testing.T) *vethPair {
+func newVethPair(t testing.TB) *vethPair {
 	t.Helper()
 	requirePrivileged(t)
 	if _, err := exec.LookPath("ip"); err != nil {
@@ -114,7 +114,7 @@ func inNetns(name string, fn func() error) error {
 	return <-errc
 }
 
-func mustInNetns(t *testing.T, name string, fn func() error) {
+func mustInNetns(t testing.TB, name string, fn func() error) {
 	t.Helper()
 	if err := inNetns(name, fn); err != nil {
 		t.Fatal(err)
