@@ -8,6 +8,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -43,6 +44,9 @@ func (c *cli) demo(args []string) error {
 	if err != nil {
 		return err
 	}
+	// A reader that goes away (demo | head) must not kill the demo before
+	// it removes the lab: writes then fail instead.
+	signal.Ignore(syscall.SIGPIPE)
 	start := time.Now()
 	say := func(format string, a ...any) {
 		fmt.Fprintf(c.stdout, "[%5.1fs] %s\n", time.Since(start).Seconds(), fmt.Sprintf(format, a...))
