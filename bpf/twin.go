@@ -23,6 +23,12 @@ type Twin struct {
 	ephemeral  boundedMap[PortwatchEphemeralKey, PortwatchEphemeralValue]
 	unexpected boundedMap[PortwatchUnexpectedKey, PortwatchUnexpectedValue]
 	flows      boundedMap[PortwatchFlowKey, PortwatchFlowValue]
+	// ephemeralPorts has a bit for every client port that a remembered
+	// TFTP-style request came from (never cleared: a stale bit only costs
+	// a map lookup). Most UDP on no catalog port has none, and skips the
+	// two lookups of the ephemeral table. The kernel has no such shortcut;
+	// the counts are the same.
+	ephemeralPorts [65536 / 64]uint64
 
 	// learn receives the UDP payload of rpcbind packets (what the kernel
 	// sends through learn_events).
@@ -336,29 +342,34 @@ func serving(pe *PortwatchPortEntry, clientPort uint16) uint16 {
 
 // resolve looks the lower port up first, as the C does.
 func (t *Twin) resolve(slot PortwatchProtoSlot, sport, dport uint16) resolved {
-	request := func() (resolved, bool) {
-		pe := t.portLookup(slot, dport)
-		if s := serving(pe, sport); s != 0 {
-			return resolved{service: s, flags: PortwatchPortFlags(pe.Flags), dir: dirRequest}, true
-		}
-		return resolved{}, false
-	}
-	reply := func() (resolved, bool) {
-		pe := t.portLookup(slot, sport)
-		if s := serving(pe, dport); s != 0 {
-			return resolved{service: s, flags: PortwatchPortFlags(pe.Flags), dir: dirReply}, true
-		}
-		return resolved{}, false
-	}
-	first, second := reply, request
 	if dport <= sport {
-		first, second = request, reply
-	}
-	if r, ok := first(); ok {
+		if r, ok := t.asRequest(slot, sport, dport); ok {
+			return r
+		}
+		r, _ := t.asReply(slot, sport, dport)
 		return r
 	}
-	r, _ := second()
+	if r, ok := t.asReply(slot, sport, dport); ok {
+		return r
+	}
+	r, _ := t.asRequest(slot, sport, dport)
 	return r
+}
+
+func (t *Twin) asRequest(slot PortwatchProtoSlot, sport, dport uint16) (resolved, bool) {
+	pe := t.portLookup(slot, dport)
+	if s := serving(pe, sport); s != 0 {
+		return resolved{service: s, flags: PortwatchPortFlags(pe.Flags), dir: dirRequest}, true
+	}
+	return resolved{}, false
+}
+
+func (t *Twin) asReply(slot PortwatchProtoSlot, sport, dport uint16) (resolved, bool) {
+	pe := t.portLookup(slot, sport)
+	if s := serving(pe, dport); s != 0 {
+		return resolved{service: s, flags: PortwatchPortFlags(pe.Flags), dir: dirReply}, true
+	}
+	return resolved{}, false
 }
 
 func (t *Twin) countService(service uint16, dir direction) *PortwatchServiceCounters {
@@ -511,7 +522,9 @@ func (t *Twin) onDHCP(payload []byte, service uint16, portDir direction) {
 	}
 }
 
-func (t *Twin) onUDPOther(sport, dport uint16) {
+// onEphemeral handles an answer from a TFTP-style server's new port, or the
+// client's packets back to it; false when the datagram is neither.
+func (t *Twin) onEphemeral(sport, dport uint16) bool {
 	ek := PortwatchEphemeralKey{Client: t.dst, Server: t.src, ClientPort: dport}
 	if ev := t.ephemeral.get(ek); ev != nil {
 		service := ev.Service
@@ -519,7 +532,7 @@ func (t *Twin) onUDPOther(sport, dport uint16) {
 		if v := t.exchangeIP(service, &t.dst, &t.src); v != nil {
 			v.Answers++
 		}
-		return
+		return true
 	}
 	ek = PortwatchEphemeralKey{Client: t.src, Server: t.dst, ClientPort: sport}
 	if ev := t.ephemeral.get(ek); ev != nil {
@@ -528,7 +541,20 @@ func (t *Twin) onUDPOther(sport, dport uint16) {
 		if v := t.exchangeIP(service, &t.src, &t.dst); v != nil {
 			v.Followups++
 		}
-		return
+		return true
+	}
+	return false
+}
+
+func (t *Twin) hasEphemeralPort(port uint16) bool {
+	return t.ephemeralPorts[port/64]&(1<<(port%64)) != 0
+}
+
+func (t *Twin) onUDPOther(sport, dport uint16) {
+	if t.hasEphemeralPort(dport) || t.hasEphemeralPort(sport) {
+		if t.onEphemeral(sport, dport) {
+			return
+		}
 	}
 
 	t.countService(0, dirNone)
@@ -576,6 +602,7 @@ func (t *Twin) onUDP(uh []byte) {
 			ek := PortwatchEphemeralKey{Client: t.src, Server: t.dst, ClientPort: sport}
 			if t.ephemeral.get(ek) == nil {
 				if _, ok := t.ephemeral.insert(ek, PortwatchEphemeralValue{Service: r.service}); ok {
+					t.ephemeralPorts[sport/64] |= 1 << (sport % 64)
 					t.count(PortwatchParseCounterPC_EPHEMERAL_NEW)
 				} else {
 					t.count(PortwatchParseCounterPC_MAP_UPDATE_FAILED)
