@@ -222,6 +222,11 @@ func (o *observer) finish(t *testing.T) report {
 	if err != nil {
 		t.Fatalf("%s: %v", o, err)
 	}
+	for _, ev := range events {
+		if ev.Observer.Interface != o.iface.Name || ev.Observer.Backend != o.backend || ev.Observer.Mode == "" {
+			t.Errorf("%s: an event says it was seen by %+v", o, ev.Observer)
+		}
+	}
 	states, err := summaryStates(o.stdout.String())
 	if err != nil {
 		t.Errorf("%s: the summary: %v\n%s", o, err, o.stdout.String())
