@@ -5,6 +5,8 @@ import (
 	"context"
 	"fmt"
 	"os"
+	"regexp"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
@@ -16,7 +18,14 @@ type Capture struct {
 	iface Interface
 	pid   int
 	done  chan error
+	// said is what tcpdump wrote on stderr, complete once done is.
+	said []string
 }
+
+// captureBufferKiB is tcpdump's kernel buffer (-B). Its default, 2 MiB,
+// overflows within a second when a 50-node burst shares two cores with
+// tcpdump (half the packets lost); 64 MiB holds a whole burst.
+const captureBufferKiB = 65536
 
 // StartCapture starts tcpdump on an interface of a host (its Iface when
 // iface is empty) with a filter (empty: everything), writing to a file in
@@ -26,7 +35,7 @@ func (l *Lab) StartCapture(ctx context.Context, h Host, iface, filter string) (*
 		iface = h.Iface
 	}
 	path := l.clientFile(h, "capture") + ".pcap"
-	args := []string{"-n", "-U", "-i", iface, "-w", path}
+	args := []string{"-n", "-U", "-B", strconv.Itoa(captureBufferKiB), "-i", iface, "-w", path}
 	if filter != "" {
 		args = append(args, filter)
 	}
@@ -50,7 +59,9 @@ func (l *Lab) StartCapture(ctx context.Context, h Host, iface, filter string) (*
 			}
 		}
 		listening <- strings.Join(said, "\n")
-		c.done <- cmd.Wait()
+		err := cmd.Wait()
+		c.said = said
+		c.done <- err
 	}()
 	select {
 	case msg := <-listening:
@@ -81,4 +92,18 @@ func (c *Capture) Stop() (string, error) {
 		return "", fmt.Errorf("capture on %s: %w", c.iface, err)
 	}
 	return c.Path, nil
+}
+
+var droppedWords = regexp.MustCompile(`(?m)^(\d+) packets? dropped by kernel`)
+
+// Dropped returns, once Stop has returned, how many packets the kernel
+// dropped because tcpdump did not keep up: a capture that dropped some is
+// not the traffic. known is false when tcpdump did not say (it was killed).
+func (c *Capture) Dropped() (n uint64, known bool) {
+	m := droppedWords.FindStringSubmatch(strings.Join(c.said, "\n"))
+	if m == nil {
+		return 0, false
+	}
+	n, err := strconv.ParseUint(m[1], 10, 64)
+	return n, err == nil
 }

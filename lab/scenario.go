@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -34,8 +35,9 @@ type Scenario struct {
 	Name string
 	// Summary says in one paragraph what the rule set does.
 	Summary string
-	// Expect lists every verdict a portwatch observer must report while
-	// the scenario's traffic runs; a verdict not listed is a false alarm.
+	// Expect lists every verdict the observers must report while the
+	// scenario's traffic runs (ExpectAt: one observer's); a verdict not
+	// listed is a false alarm.
 	Expect []Expectation
 	// Probes maps probe names to the outcome the scenario gives them; a
 	// probe that is not listed must succeed (OutcomeOK).
@@ -49,7 +51,8 @@ type Scenario struct {
 
 // Expectation is one "# expect:" line of a scenario header:
 //
-//	# expect: required_port_blocked tftp-udp/udp reason=no-reply server=mn
+//	# expect: required_port_blocked tftp-udp/udp reason=no-reply server=mn observer=fw
+//	# expect: required_port_blocked tftp-udp/udp reason=no-reply server=mn observer=mn return_path=true
 //	# expect: unexpected_port_open tcp/8080 server=mn
 type Expectation struct {
 	Verdict classify.Verdict
@@ -60,7 +63,42 @@ type Expectation struct {
 	// Server names the lab host that serves the port ("mn", "bmc", "sw");
 	// empty: any.
 	Server string
-	Line   int
+	// Observer names the observer that must report the verdict, ObserverMN
+	// or ObserverFW; empty: every observer. Two observers of one exchange
+	// differ when the firewall stops it between them: a request dropped
+	// at fw never reaches mn, so mn sees nothing of it.
+	Observer string
+	// ReturnPath says the block is on the return path (the event's
+	// return_path): the server answered and the answer never reached the
+	// client. False: the event must not be a return-path block.
+	ReturnPath bool
+	Line       int
+}
+
+// The observers a scenario's expectations name: portwatch watching a lab
+// interface that traffic between the nodes and mn crosses.
+const (
+	// ObserverMN watches the management node's interface (Lab.MNInterface).
+	ObserverMN = "mn"
+	// ObserverFW watches fw's interface towards the nodes
+	// (Lab.FWNodeInterface): it sees what the nodes send before the
+	// firewall judges it, and what comes back after.
+	ObserverFW = "fw"
+)
+
+// Observers lists the observers expectations can name.
+func Observers() []string { return []string{ObserverMN, ObserverFW} }
+
+// ExpectAt returns the expectations that apply to one observer: those that
+// name it and those that name none.
+func (s *Scenario) ExpectAt(observer string) []Expectation {
+	var out []Expectation
+	for _, e := range s.Expect {
+		if e.Observer == "" || e.Observer == observer {
+			out = append(out, e)
+		}
+	}
+	return out
 }
 
 func (e Expectation) String() string {
@@ -70,6 +108,12 @@ func (e Expectation) String() string {
 	}
 	if e.Server != "" {
 		s += " server=" + e.Server
+	}
+	if e.Observer != "" {
+		s += " observer=" + e.Observer
+	}
+	if e.ReturnPath {
+		s += " return_path=true"
 	}
 	return s
 }
@@ -236,7 +280,7 @@ var verdictReasons = []classify.Reason{classify.ReasonNoReply, classify.ReasonRe
 func parseExpectation(value string, cat *catalog.Catalog) (Expectation, error) {
 	f := strings.Fields(value)
 	if len(f) < 2 {
-		return Expectation{}, fmt.Errorf("%q: want VERDICT SERVICE [reason=R] [server=HOST]", value)
+		return Expectation{}, fmt.Errorf("%q: want VERDICT SERVICE [reason=R] [server=HOST] [observer=mn|fw] [return_path=true]", value)
 	}
 	e := Expectation{Verdict: classify.Verdict(f[0]), Service: f[1]}
 	switch e.Verdict {
@@ -280,8 +324,19 @@ func parseExpectation(value string, cat *catalog.Catalog) (Expectation, error) {
 			default:
 				return e, fmt.Errorf("server %q: want mn, bmc or sw", v)
 			}
+		case "observer":
+			if !slices.Contains(Observers(), v) {
+				return e, fmt.Errorf("observer %q: want %s", v, strings.Join(Observers(), " or "))
+			}
+			e.Observer = v
+		case "return_path":
+			b, err := strconv.ParseBool(v)
+			if err != nil || e.Verdict != classify.RequiredPortBlocked {
+				return e, fmt.Errorf("return_path %q: want true or false, on a %s line", v, classify.RequiredPortBlocked)
+			}
+			e.ReturnPath = b
 		default:
-			return e, fmt.Errorf("unknown field %q (reason=, server=)", kv)
+			return e, fmt.Errorf("unknown field %q (reason=, server=, observer=, return_path=)", kv)
 		}
 	}
 	return e, nil

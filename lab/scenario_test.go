@@ -62,6 +62,12 @@ include "open.nft"
 						t.Errorf("ExpectedOutcome(%s) = %s, want %s", probe, got, want)
 					}
 				}
+				// A line that names no observer applies to every one.
+				for _, o := range lab.Observers() {
+					if got := s.ExpectAt(o); len(got) != 2 {
+						t.Errorf("ExpectAt(%s) = %v, want both lines", o, got)
+					}
+				}
 				if s.Burst == nil || *s.Burst != (lab.BurstSpec{Nodes: 10, Concurrency: 5}) {
 					t.Errorf("burst %+v", s.Burst)
 				}
@@ -75,6 +81,37 @@ include "open.nft"
 		{name: "unexpected port malformed", file: "x.nft", src: "# scenario: x\n# expect: unexpected_port_open 8080\n", wantErr: "proto/port"},
 		{name: "bad reason", file: "x.nft", src: "# scenario: x\n# expect: required_port_blocked tftp-udp/udp reason=dropped\n", wantErr: `reason "dropped"`},
 		{name: "bad server", file: "x.nft", src: "# scenario: x\n# expect: required_port_blocked tftp-udp/udp server=n001\n", wantErr: `server "n001"`},
+		{name: "bad observer", file: "x.nft", src: "# scenario: x\n# expect: required_port_blocked tftp-udp/udp observer=bmc\n", wantErr: `observer "bmc": want mn or fw`},
+		{name: "bad return_path", file: "x.nft", src: "# scenario: x\n# expect: required_port_blocked tftp-udp/udp return_path=yes-ish\n", wantErr: `return_path "yes-ish"`},
+		{name: "return_path of an open port", file: "x.nft", src: "# scenario: x\n# expect: unexpected_port_open tcp/8080 return_path=true\n", wantErr: "on a required_port_blocked line"},
+		{name: "unknown field", file: "x.nft", src: "# scenario: x\n# expect: required_port_blocked tftp-udp/udp where=mn\n", wantErr: `unknown field "where=mn"`},
+		{
+			name: "per observer",
+			file: "x.nft",
+			src: `# scenario: x
+# expect: required_port_blocked tftp-udp/udp reason=no-reply observer=fw return_path=false
+# expect: required_port_blocked tftp-udp/udp reason=no-reply observer=mn return_path=true
+# expect: unexpected_port_open tcp/8080
+`,
+			check: func(t *testing.T, s *lab.Scenario) {
+				want := map[string][]string{
+					lab.ObserverFW: {"required_port_blocked tftp-udp/udp reason=no-reply observer=fw", "unexpected_port_open tcp/8080"},
+					lab.ObserverMN: {"required_port_blocked tftp-udp/udp reason=no-reply observer=mn return_path=true", "unexpected_port_open tcp/8080"},
+				}
+				for _, o := range lab.Observers() {
+					var got []string
+					for _, e := range s.ExpectAt(o) {
+						got = append(got, e.String())
+					}
+					if !slices.Equal(got, want[o]) {
+						t.Errorf("ExpectAt(%s) = %q, want %q", o, got, want[o])
+					}
+				}
+				if s.Expect[0].ReturnPath || !s.Expect[1].ReturnPath {
+					t.Errorf("return paths %v %v, want false true", s.Expect[0].ReturnPath, s.Expect[1].ReturnPath)
+				}
+			},
+		},
 		{name: "unknown probe", file: "x.nft", src: "# scenario: x\n# probe: ftp=timeout\n", wantErr: `no probe "ftp"`},
 		{name: "bad outcome", file: "x.nft", src: "# scenario: x\n# probe: tftp=lost\n", wantErr: `outcome "lost"`},
 		{name: "probe twice", file: "x.nft", src: "# scenario: x\n# probe: tftp=timeout tftp=ok\n", wantErr: "listed twice"},

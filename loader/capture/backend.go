@@ -1,6 +1,7 @@
 package capture
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -26,14 +27,28 @@ type Backend struct {
 	readErr error
 	// lost counts packets the kernel dropped on sources already closed.
 	now func() time.Time
+
+	learn func(src, dst netip.Addr, sport, dport uint16, payload []byte)
+	// pending holds the datagrams the twin handed to learn while a reader
+	// held mu; that reader delivers them once it has let go of mu.
+	pending []learned
+}
+
+// learned is an rpcbind datagram on its way to BackendOptions.Learn.
+type learned struct {
+	src, dst     netip.Addr
+	sport, dport uint16
+	payload      []byte
 }
 
 // BackendOptions configure a live capture backend.
 type BackendOptions struct {
 	Catalog *catalog.Catalog
 	Twin    bpf.TwinConfig
-	// Learn receives rpcbind datagrams (for mountd's port); it is called
-	// with the backend's lock held, so it must not call back into it.
+	// Learn receives rpcbind datagrams (for mountd's port), from the
+	// goroutine that read them and without the backend's lock held, so
+	// that it may call the backend back: SetCatalog with a learned port.
+	// With several interfaces it may run on several goroutines at once.
 	Learn func(src, dst netip.Addr, sport, dport uint16, payload []byte)
 	Live  LiveOptions
 }
@@ -45,7 +60,11 @@ func StartBackend(interfaces []string, o BackendOptions) (*Backend, error) {
 	}
 	b := &Backend{twin: bpf.NewTwin(o.Catalog, o.Twin), now: time.Now}
 	if o.Learn != nil {
-		b.twin.OnLearn(o.Learn)
+		b.learn = o.Learn
+		// The twin calls this under mu (read feeds it with mu held).
+		b.twin.OnLearn(func(src, dst netip.Addr, sport, dport uint16, payload []byte) {
+			b.pending = append(b.pending, learned{src, dst, sport, dport, bytes.Clone(payload)})
+		})
 	}
 	lo := o.Live
 	lo.Catalog = o.Catalog
@@ -87,7 +106,12 @@ func (b *Backend) read(src LiveSource) {
 		} else {
 			b.twin.Ethernet(p.Data, p.WireLen, p.Timestamp)
 		}
+		learnt := b.pending
+		b.pending = nil
 		b.mu.Unlock()
+		for _, d := range learnt {
+			b.learn(d.src, d.dst, d.sport, d.dport, d.payload)
+		}
 	}
 }
 
