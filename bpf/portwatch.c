@@ -44,6 +44,8 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
 /* The shortest BOOTP prefix that pairs an exchange: op .. chaddr[6]. */
 #define BOOTP_PAIR_BYTES 34
+#define TFTP_DATA 3
+#define TFTP_ERROR 5
 #define BOOTP_REQUEST 1
 #define BOOTP_REPLY 2
 
@@ -527,7 +529,7 @@ static __always_inline void on_dhcp(struct pkt *p, void *payload, __u16 service,
 /* UDP on no catalog port: an answer from a TFTP-style server's new port, the
  * client's packets back to that port, or traffic that may show an
  * unexpected open port. */
-static __always_inline void on_udp_other(struct pkt *p, __u16 sport, __u16 dport)
+static __always_inline void on_udp_other(struct pkt *p, struct udphdr *uh, __u16 sport, __u16 dport)
 {
 	struct ephemeral_key ek = {};
 	__builtin_memcpy(ek.client, p->dst, 16);
@@ -553,6 +555,15 @@ static __always_inline void on_udp_other(struct pkt *p, __u16 sport, __u16 dport
 
 	count_service(p, 0, DIR_NONE);
 	count(p, PC_NON_CATALOG);
+
+	/* A TFTP transfer whose request was not seen (the observer started
+	 * late, a capture lost it, the request was evicted) goes on between two
+	 * ports in no catalog row: DATA, ACK and ERROR would read as a service
+	 * answering on the server's new port. Such datagrams (opcode 3, 4 or 5)
+	 * never show a port open. */
+	__u8 *op = (void *)(uh + 1);
+	if ((void *)(op + 2) <= p->data_end && op[0] == 0 && op[1] >= TFTP_DATA && op[1] <= TFTP_ERROR)
+		return;
 
 	struct flow_key fk = {};
 	__builtin_memcpy(fk.src, p->dst, 16);
@@ -585,7 +596,7 @@ static __always_inline void on_udp(struct pkt *p, struct udphdr *uh)
 	struct resolved r = resolve(SLOT_UDP, sport, dport);
 
 	if (r.dir == DIR_NONE) {
-		on_udp_other(p, sport, dport);
+		on_udp_other(p, uh, sport, dport);
 		return;
 	}
 	if (r.flags & PORT_BROADCAST) {

@@ -157,6 +157,9 @@ const (
 	ipProtoICMPv6   = 58
 	ipProtoDstOpts  = 60
 
+	tftpData  = 3
+	tftpError = 5
+
 	bootpRequest = 1
 	bootpReply   = 2
 	// bootpPairBytes is op .. chaddr[6], the shortest BOOTP prefix that pairs.
@@ -550,7 +553,7 @@ func (t *Twin) hasEphemeralPort(port uint16) bool {
 	return t.ephemeralPorts[port/64]&(1<<(port%64)) != 0
 }
 
-func (t *Twin) onUDPOther(sport, dport uint16) {
+func (t *Twin) onUDPOther(uh []byte, sport, dport uint16) {
 	if t.hasEphemeralPort(dport) || t.hasEphemeralPort(sport) {
 		if t.onEphemeral(sport, dport) {
 			return
@@ -559,6 +562,12 @@ func (t *Twin) onUDPOther(sport, dport uint16) {
 
 	t.countService(0, dirNone)
 	t.count(PortwatchParseCounterPC_NON_CATALOG)
+
+	// A TFTP transfer whose request was not seen: its DATA, ACK and ERROR
+	// datagrams never show a port open (see the C).
+	if len(uh) >= 10 && uh[8] == 0 && uh[9] >= tftpData && uh[9] <= tftpError {
+		return
+	}
 
 	back := PortwatchFlowKey{Src: t.dst, Dst: t.src, Sport: dport, Dport: sport}
 	if t.flows.get(back) != nil {
@@ -582,7 +591,7 @@ func (t *Twin) onUDP(uh []byte) {
 	r := t.resolve(PortwatchProtoSlotSLOT_UDP, sport, dport)
 
 	if r.dir == dirNone {
-		t.onUDPOther(sport, dport)
+		t.onUDPOther(uh, sport, dport)
 		return
 	}
 	if r.flags&PortwatchPortFlagsPORT_BROADCAST != 0 {

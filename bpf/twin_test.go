@@ -153,6 +153,12 @@ func init() {
 			parse:     map[bpf.ParseCounter]uint64{exchangeNew: 1, bpf.ParseEphemeralNew: 1},
 			exchanges: []exchange{ex(tftpUDP, node6, mn6, bpf.ExchangeCounters{Attempts: 2})},
 		},
+		// No request was seen: the transfer is traffic on no catalog
+		// port, and shows no port open.
+		"tftp-orphaned-transfer": {
+			services: map[catalog.ServiceID]bpf.ServiceCounters{0: {Packets: 3}},
+			parse:    pc(nonCatalog, 3),
+		},
 		"tftp-answer-refused": {
 			services:  map[catalog.ServiceID]bpf.ServiceCounters{tftpUDP: {Packets: 2, Requests: 1, Replies: 1}},
 			parse:     map[bpf.ParseCounter]uint64{exchangeNew: 1, bpf.ParseEphemeralNew: 1},

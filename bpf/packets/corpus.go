@@ -94,6 +94,7 @@ func Corpus() []Case {
 		}},
 		{"tftp-ephemeral", [][]byte{tftpRRQ, tftpData, tftpAck}},
 		{"tftp-ipv6-no-answer", [][]byte{tftp6, tftp6}},
+		{"tftp-orphaned-transfer", [][]byte{tftpAck, tftpData, tftpAck}},
 		{"tftp-answer-refused", [][]byte{tftpRRQ, tftpData, Unreachable(Router, 13, tftpData)}},
 		{"dhcp-discover-offer", [][]byte{
 			DHCP(Addr("0.0.0.0"), Addr("255.255.255.255"), 68, 67, 1, 0xfeed, NodeMAC),
