@@ -8,6 +8,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 	"math/rand/v2"
 	"os"
 	"os/exec"
@@ -216,4 +217,45 @@ func grepLines(s, prefix, suffix string) string {
 		}
 	}
 	return strings.Join(out, "\n")
+}
+
+// TestObserveAutoFallsBack: when XDP cannot be attached (here, another
+// portwatch holds the interface's XDP hook), --backend auto says so and
+// watches the interface with the capture backend instead, and its verdicts
+// still come.
+func TestObserveAutoFallsBack(t *testing.T) {
+	requireRoot(t, "observe attaches XDP in a network namespace")
+	bin := buildPortwatch(t)
+	v := newVeth(t)
+	dir := t.TempDir()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	start := func(backend, name string) (*exec.Cmd, *lockedBuffer, string, string) {
+		ready := filepath.Join(dir, name+".ready")
+		events := filepath.Join(dir, name+".jsonl")
+		cmd := exec.CommandContext(ctx, "ip", "netns", "exec", v.mn, bin, "observe", "-i", v.mnIface,
+			"--backend", backend, "--window", "1s", "--web.listen-address", "", "--output", "jsonl:"+events, "--ready-file", ready)
+		var stderr lockedBuffer
+		cmd.Stdout, cmd.Stderr = io.Discard, &stderr
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+		waitFor(t, func() bool { _, err := os.Stat(ready); return err == nil }, name+"'s ready file", &stderr)
+		return cmd, &stderr, ready, events
+	}
+	first, _, _, _ := start("xdp", "first")
+	second, stderr, _, events := start("auto", "second")
+	if !strings.Contains(stderr.String(), "falling back to AF_PACKET capture") ||
+		!strings.Contains(stderr.String(), "watching "+v.mnIface+" (capture, egress afpacket)") {
+		t.Errorf("auto did not say it fell back:\n%s", stderr.String())
+	}
+	v.connect(t, 3001)
+	waitFor(t, func() bool { return hasEvent(events, "xcatdport", 3001, classify.ReasonReset) }, "the fallback's verdict", stderr)
+	for _, cmd := range []*exec.Cmd{second, first} {
+		cmd.Process.Signal(syscall.SIGTERM)
+		if err := cmd.Wait(); err != nil {
+			t.Errorf("observe: %v", err)
+		}
+	}
 }
