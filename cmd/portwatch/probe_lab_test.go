@@ -70,7 +70,7 @@ var observerStates = map[string]map[string]string{
 
 // labRun runs this test binary as portwatch inside the lab's namespaces.
 type labRun struct {
-	t   *testing.T
+	t   testing.TB
 	l   *lab.Lab
 	exe string
 }
