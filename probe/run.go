@@ -215,15 +215,6 @@ func Run(ctx context.Context, cfg Config, targets []Target) (*Report, error) {
 		}
 	}
 	wg.Wait()
-	r.slowPass(ctx, runs, checks, rep.Results)
-	order := map[string]int{}
-	for i, tr := range runs {
-		order[tr.target.Name] = i
-	}
-	slices.SortStableFunc(rep.Results, func(a, b Result) int {
-		return cmp.Or(cmp.Compare(order[a.Target], order[b.Target]), cmp.Compare(a.Port, b.Port),
-			cmp.Compare(a.Proto, b.Proto), cmp.Compare(a.Service, b.Service))
-	})
 
 	if before != nil {
 		select {
@@ -237,6 +228,17 @@ func Run(ctx context.Context, cfg Config, targets []Target) (*Report, error) {
 			Refine(rep.Results, before, after, RefineOptions{Client: cfg.ObserverClient})
 		}
 	}
+	// After the observer: what it explains needs no second look.
+	r.slowPass(ctx, runs, checks, rep.Results)
+
+	order := map[string]int{}
+	for i, tr := range runs {
+		order[tr.target.Name] = i
+	}
+	slices.SortStableFunc(rep.Results, func(a, b Result) int {
+		return cmp.Or(cmp.Compare(order[a.Target], order[b.Target]), cmp.Compare(a.Port, b.Port),
+			cmp.Compare(a.Proto, b.Proto), cmp.Compare(a.Service, b.Service))
+	})
 	rep.End = time.Now()
 	return rep, nil
 }
@@ -440,16 +442,28 @@ func (r *runner) observerQuery(runs []*targetRun) ExchangeQuery {
 // target needs to earn the right to send one more ICMP error.
 const slowPassSpacing = 1100 * time.Millisecond
 
+// slowPassStart is the pause before its first request. The first pass's
+// last requests went out a timeout (1 s by default) before it ended, so
+// the target has earned one ICMP error again; the pause is the margin for
+// its clock, which counts in ticks of up to 10 ms.
+const slowPassStart = 100 * time.Millisecond
+
+// slowPassWait bounds the wait for an answer on the slow pass: it looks
+// for an ICMP error, which comes back within a round trip; the first pass
+// already gave real answers the full timeout.
+const slowPassWait = 300 * time.Millisecond
+
 // rateLimitHint explains silence from a host that sent ICMP errors for
 // other ports.
 const rateLimitHint = "this host sent ICMP errors for other ports in this run, and hosts limit them " +
 	"(Linux: a burst of 6, then 1 a second per destination): the silence may be such an error held back; probe this row alone to be sure"
 
 // slowPass probes again, one at a time per target and slowPassSpacing
-// apart, the rows that got no answer from a target that did send ICMP
-// errors for others: the answer that was missing may have been an ICMP
-// error the target's rate limit held back, as nmap's UDP scans find. One-way
-// rows are not sent again (their silence is normal); they get the hint.
+// apart, the rows that got no answer (or that the observer calls
+// service-silent) from a target that did send ICMP errors for others: the
+// answer that was missing may be an ICMP error the target's rate limit held
+// back, as nmap's UDP scans find. One-way rows are not sent again (their
+// silence is normal); they get the hint.
 func (r *runner) slowPass(ctx context.Context, runs []*targetRun, checks []Check, results []Result) {
 	sentICMP := map[string]bool{}
 	silent := map[string][]int{}
@@ -457,7 +471,7 @@ func (r *runner) slowPass(ctx context.Context, runs []*targetRun, checks []Check
 		if res.ICMP != nil {
 			sentICMP[res.Target] = true
 		}
-		if res.State == StateNoAnswer {
+		if res.State == StateNoAnswer || res.State == StateServiceSilent {
 			silent[res.Target] = append(silent[res.Target], i)
 		}
 	}
@@ -465,7 +479,7 @@ func (r *runner) slowPass(ctx context.Context, runs []*targetRun, checks []Check
 	for _, c := range checks {
 		byKey[c.Entry.Key()] = c
 	}
-	slow := &pacer{timeout: r.cfg.Timeout, wait: r.pacer.wait, avoid: r.pacer.avoid}
+	slow := &pacer{timeout: min(r.cfg.Timeout, slowPassWait), wait: r.pacer.wait, avoid: r.pacer.avoid}
 	slow.noPrivilegedPorts.Store(r.pacer.noPrivilegedPorts.Load())
 	var wg sync.WaitGroup
 	for _, tr := range runs {
@@ -473,6 +487,7 @@ func (r *runner) slowPass(ctx context.Context, runs []*targetRun, checks []Check
 			continue
 		}
 		wg.Go(func() {
+			pause := slowPassStart
 			for _, i := range silent[tr.target.Name] {
 				// A DHCP server answers no ICMP error; rpcbind's table was
 				// asked once for the mountd rows too.
@@ -481,17 +496,20 @@ func (r *runner) slowPass(ctx context.Context, runs []*targetRun, checks []Check
 					continue
 				}
 				select {
-				case <-time.After(slowPassSpacing):
+				case <-time.After(pause):
 				case <-ctx.Done():
 					return
 				}
+				pause = slowPassSpacing
 				again := r.probeWith(ctx, slow, tr, byKey[results[i].Key()])
 				if again.State == StateNoAnswer {
+					results[i].Attempts += again.Attempts
 					results[i].Evidence += "; silent again on a slower pass, so not the target's ICMP rate limit"
 					continue
 				}
 				again.Attempts += results[i].Attempts
 				again.Start = results[i].Start
+				again.Observer = results[i].Observer
 				again.Evidence += "; found on a slower second pass: the target's ICMP rate limit had held the first answers back"
 				results[i] = again
 			}

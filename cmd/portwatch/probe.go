@@ -252,7 +252,10 @@ type probeSummary struct {
 	Required        int `json:"required"`
 	RequiredOpen    int `json:"required_open"`
 	RequiredNotOpen int `json:"required_not_open"`
-	Untestable      int `json:"untestable"`
+	// RequiredUntestable counts required rows no request can test: they
+	// do not fail the gate. Untestable counts all such rows.
+	RequiredUntestable int `json:"required_untestable"`
+	Untestable         int `json:"untestable"`
 	// InputSkipped counts target arguments and lines that were not targets.
 	InputSkipped int  `json:"input_skipped"`
 	Passed       bool `json:"passed"`
@@ -275,6 +278,8 @@ func summarize(rep *probe.Report) probeSummary {
 		switch {
 		case r.State == probe.StateOpen:
 			s.RequiredOpen++
+		case r.State == probe.StateUntestable:
+			s.RequiredUntestable++
 		case !r.State.Passes():
 			s.RequiredNotOpen++
 			s.NotOpen = append(s.NotOpen, fmt.Sprintf("%s %s %s", r.Target, r.Key(), r.State))
@@ -428,8 +433,8 @@ func writeProbeTable(w io.Writer, cfg probe.Config, rep *probe.Report, sum probe
 	for _, te := range rep.Failed {
 		fmt.Fprintf(&b, "\n%s: not probed: %s\n", tableCell(te.Target.Name), tableCell(te.Err.Error()))
 	}
-	fmt.Fprintf(&b, "\n%s, %s: %d required, %d open, %d not open; %d untestable",
-		plural(sum.Targets, "target"), plural(sum.Rows, "row"), sum.Required, sum.RequiredOpen, sum.RequiredNotOpen, sum.Untestable)
+	fmt.Fprintf(&b, "\n%s, %s; %d required: %d open, %d not open, %d untestable (not judged)",
+		plural(sum.Targets, "target"), plural(sum.Rows, "row"), sum.Required, sum.RequiredOpen, sum.RequiredNotOpen, sum.RequiredUntestable)
 	if sum.TargetsFailed > 0 {
 		fmt.Fprintf(&b, "; %s not probed", plural(sum.TargetsFailed, "target"))
 	}
