@@ -15,7 +15,7 @@ BIN       := bin/portwatch
 
 # Fuzz targets run briefly by `make fuzz` (CI): package and target names.
 FUZZTIME  ?= 20s
-FUZZ_TARGETS ?= ./catalog/rpcbind:FuzzSnooper
+FUZZ_TARGETS ?= ./catalog/rpcbind:FuzzSnooper ./probe:FuzzReplies
 
 # Arguments for the demo.
 SCENARIO  ?= drop-tftp
