@@ -596,6 +596,9 @@ func (r *runner) send(ctx context.Context, p *pacer, tr *targetRun, c Check, dst
 	case requestNFS:
 		return r.rpcNull(ctx, p, dst, e, programNFS, 3, "NFS v3 NULL")
 	}
+	if c.Request == requestPXE && !tr.addr.Is4() {
+		return outcome{state: StateError, reason: ReasonLocalError, evidence: "PXE boot-server discovery is DHCPv4: give an IPv4 address"}
+	}
 	req, err := r.datagram(c, tr)
 	if err != nil {
 		return outcome{state: StateError, reason: ReasonLocalError, evidence: err.Error()}

@@ -478,6 +478,53 @@ func TestProbeLabBadInput(t *testing.T) {
 	}
 }
 
+// TestProbeLabUnprivileged runs the probe as nobody: every row works with
+// ordinary sockets but the broadcast DISCOVER, which says what it needs, and
+// the rows whose clients use ports below 1024 come from an ephemeral port,
+// said in the evidence.
+func TestProbeLabUnprivileged(t *testing.T) {
+	r := startLab(t)
+	r.loadScenario("prohibit-status")
+	// nobody must be able to run the test binary: a copy in a directory
+	// anyone may enter.
+	dir := t.TempDir()
+	if err := os.Chmod(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	exe := filepath.Join(dir, "portwatch")
+	b, err := os.ReadFile(r.exe)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(exe, b, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	cmd := r.l.Command(ctx, r.l.Node(1), "setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", exe,
+		"probe", "--format", "json", "--service", "bootps,nfsd-udp,echo-udp,tftp-udp,ssh-tcp,xcatiport/tcp", r.l.MN().Addr.String())
+	cmd.Env = append(os.Environ(), runMainEnv+"=1")
+	out, err := cmd.Output()
+	var doc probeOutput
+	if jerr := json.Unmarshal(out, &doc); jerr != nil {
+		t.Fatalf("probe as nobody: %v, %v: %s", err, jerr, out)
+	}
+	want := map[string]string{"bootps/udp": "error", "nfsd-udp/udp": "closed", "echo-udp/udp": "closed",
+		"tftp-udp/udp": "open", "ssh-tcp/tcp": "open", "xcatiport/tcp": "filtered"}
+	got := doc.rows()
+	for row, state := range want {
+		if res := doc.Results[got[row]]; res.State != state {
+			t.Errorf("%s as nobody: %s (%s), want %s", row, res.State, res.Evidence, state)
+		}
+	}
+	if ev := doc.Results[got["bootps/udp"]].Evidence; !strings.Contains(ev, "needs a raw socket (CAP_NET_RAW)") {
+		t.Errorf("bootps says %q", ev)
+	}
+	if ev := doc.Results[got["nfsd-udp/udp"]].Evidence; !strings.Contains(ev, "sent from an unprivileged port") {
+		t.Errorf("nfsd-udp says %q", ev)
+	}
+}
+
 // TestProbeLabDestinations captures the node's interface during a probe of
 // every row: every packet the node sends goes to the target, or for DHCP
 // to the broadcast address; the only other frames are ARP for the gateway.
