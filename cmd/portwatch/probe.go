@@ -404,6 +404,14 @@ func writeProbeTable(w io.Writer, cfg probe.Config, rep *probe.Report, sum probe
 				strings.Join(rep.Observer.Info.Interfaces, ","), rep.Observer.Info.Backend)
 		}
 	}
+	// The header names this host's address towards each target; a DHCP
+	// probe's own source is 0.0.0.0, so any other row's is taken.
+	from := map[string]string{}
+	for _, r := range rep.Results {
+		if a := r.Source.Addr(); a.IsValid() && !a.IsUnspecified() && from[r.Target] == "" {
+			from[r.Target] = a.String()
+		}
+	}
 	var tw *tabwriter.Writer
 	current := ""
 	for _, r := range rep.Results {
@@ -416,7 +424,10 @@ func writeProbeTable(w io.Writer, cfg probe.Config, rep *probe.Report, sum probe
 			if r.Address.String() != r.Target {
 				fmt.Fprintf(&b, " (%s)", r.Address)
 			}
-			fmt.Fprintf(&b, ", from %s\n", r.Source.Addr())
+			if from[r.Target] != "" {
+				fmt.Fprintf(&b, ", from %s", from[r.Target])
+			}
+			b.WriteString("\n")
 			tw = tabwriter.NewWriter(&b, 0, 0, 2, ' ', 0)
 			fmt.Fprintln(tw, "SERVICE\tPORT\tPROTO\tREQUIRED\tSTATE\tRTT\tEVIDENCE")
 		}
