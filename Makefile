@@ -15,7 +15,7 @@ BIN       := bin/portwatch
 
 # Fuzz targets run briefly by `make fuzz` (CI): package and target names.
 FUZZTIME  ?= 20s
-FUZZ_TARGETS ?= ./catalog/rpcbind:FuzzSnooper ./loader/capture:FuzzCaptureReader ./loader:FuzzDifferential
+FUZZ_TARGETS ?= ./catalog/rpcbind:FuzzSnooper ./loader/capture:FuzzCaptureReader ./loader:FuzzDifferential ./probe:FuzzReplies
 
 # Arguments for the demo: the firewall scenario (lab/scenarios/NAME.nft) and
 # the number of compute nodes.

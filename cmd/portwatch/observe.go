@@ -23,6 +23,7 @@ import (
 	"portwatch/classify"
 	"portwatch/export"
 	"portwatch/loader/capture"
+	"portwatch/probe"
 )
 
 func init() {
@@ -305,6 +306,7 @@ func serveWeb(f observeFlags, be backend, v *verdicts) (*http.Server, error) {
 	}
 	mux := http.NewServeMux()
 	mux.Handle("/metrics", export.NewMetricsHandler(reg))
+	mux.Handle(probe.ExchangesPath, observerAPI{be: be, v: v})
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
 		io.WriteString(w, "ok\n")
