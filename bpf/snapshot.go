@@ -21,8 +21,11 @@ type Snapshot struct {
 	// Services is indexed by catalog.ServiceID; index 0 counts TCP and UDP
 	// traffic on no catalog port.
 	Services []ServiceCounters
-	// Exchanges holds the tracked (service, client, server) exchanges.
-	Exchanges map[ExchangeKey]ExchangeCounters
+	// Exchanges holds the tracked (service, client, server) exchanges, one
+	// entry a key, in no particular order. A slice, not a map: the drain
+	// builds it for 100,000 exchanges every window, and every reader only
+	// ranges over it (ExchangeMap gives a map to those that look up).
+	Exchanges []ExchangeEntry
 	// Unexpected holds answered exchanges on ports in no catalog row.
 	Unexpected map[UnexpectedKey]UnexpectedCounters
 	// Parse counts the parser's outcomes, indexed by ParseCounter.
@@ -45,6 +48,21 @@ type ServiceCounters struct {
 	ICMPClosed   uint64 `json:"icmp_closed"`   // port unreachable
 	ICMPFiltered uint64 `json:"icmp_filtered"` // administratively prohibited
 	ICMPOther    uint64 `json:"icmp_other"`    // any other unreachable code (host, network, ...)
+}
+
+// ExchangeEntry is one tracked exchange.
+type ExchangeEntry struct {
+	Key      ExchangeKey
+	Counters ExchangeCounters
+}
+
+// ExchangeMap indexes the exchanges by key.
+func (s Snapshot) ExchangeMap() map[ExchangeKey]ExchangeCounters {
+	m := make(map[ExchangeKey]ExchangeCounters, len(s.Exchanges))
+	for _, e := range s.Exchanges {
+		m[e.Key] = e.Counters
+	}
+	return m
 }
 
 // ExchangeKey names an exchange: a client host with a server's service.
@@ -105,4 +123,14 @@ type UnexpectedCounters struct {
 	LastSeen  time.Time
 	Answers   uint64     // SYN-ACKs or UDP replies from the port
 	Client    netip.Addr // the last client it answered
+}
+
+// ExchangeEntries lists a map's exchanges as a snapshot holds them (for
+// snapshots built by hand, as tests do).
+func ExchangeEntries(m map[ExchangeKey]ExchangeCounters) []ExchangeEntry {
+	out := make([]ExchangeEntry, 0, len(m))
+	for k, c := range m {
+		out = append(out, ExchangeEntry{k, c})
+	}
+	return out
 }

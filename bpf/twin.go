@@ -785,7 +785,7 @@ func (t *Twin) Snapshot() Snapshot {
 	s := Snapshot{
 		Time:       t.lastTime,
 		Services:   make([]ServiceCounters, len(t.services)),
-		Exchanges:  make(map[ExchangeKey]ExchangeCounters, t.exchanges.len()),
+		Exchanges:  make([]ExchangeEntry, 0, t.exchanges.len()),
 		Unexpected: make(map[UnexpectedKey]UnexpectedCounters, t.unexpected.len()),
 		Parse:      make([]uint64, NumParseCounters),
 	}
@@ -795,7 +795,7 @@ func (t *Twin) Snapshot() Snapshot {
 	copy(s.Parse, t.parse.Count[:])
 	t.exchanges.each(func(k PortwatchExchangeKey, v *PortwatchExchangeValue) {
 		key, c := Exchange(k, *v, EpochClock)
-		s.Exchanges[key] = c
+		s.Exchanges = append(s.Exchanges, ExchangeEntry{key, c})
 	})
 	t.unexpected.each(func(k PortwatchUnexpectedKey, v *PortwatchUnexpectedValue) {
 		key, c := Unexpected(k, *v, EpochClock)

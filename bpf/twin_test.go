@@ -353,8 +353,9 @@ func checkSnapshot(t *testing.T, s bpf.Snapshot, w want, frames [][]byte) {
 	if len(s.Exchanges) != len(w.exchanges) {
 		t.Errorf("got %d exchanges, want %d: %+v", len(s.Exchanges), len(w.exchanges), s.Exchanges)
 	}
+	exchanges := s.ExchangeMap()
 	for _, e := range w.exchanges {
-		got, ok := s.Exchanges[e.key]
+		got, ok := exchanges[e.key]
 		if !ok {
 			t.Errorf("missing exchange %+v", e.key)
 			continue

@@ -25,10 +25,10 @@ func benchSnapshot(b *testing.B, cat *catalog.Catalog, n int) bpf.Snapshot {
 	}
 	server := netip.MustParseAddr(mn)
 	s := bpf.Snapshot{
-		Time:      t0.Add(10 * time.Second),
-		Services:  make([]bpf.ServiceCounters, catalog.MaxServiceID+1),
-		Exchanges: make(map[bpf.ExchangeKey]bpf.ExchangeCounters, n),
+		Time:     t0.Add(10 * time.Second),
+		Services: make([]bpf.ServiceCounters, catalog.MaxServiceID+1),
 	}
+	exchanges := make(map[bpf.ExchangeKey]bpf.ExchangeCounters, n)
 	for i := 0; i < n; i++ {
 		client := i / len(services)
 		k := bpf.ExchangeKey{
@@ -36,11 +36,12 @@ func benchSnapshot(b *testing.B, cat *catalog.Catalog, n int) bpf.Snapshot {
 			Client:  netip.AddrFrom4([4]byte{10, byte(1 + client>>16), byte(client >> 8), byte(client)}),
 			Server:  server,
 		}
-		s.Exchanges[k] = bpf.ExchangeCounters{
+		exchanges[k] = bpf.ExchangeCounters{
 			FirstSeen: t0.Add(time.Second), LastSeen: t0.Add(2 * time.Second),
 			Attempts: 1, Answers: 1, Followups: 1,
 		}
 	}
+	s.Exchanges = bpf.ExchangeEntries(exchanges)
 	return s
 }
 
@@ -48,19 +49,17 @@ func benchSnapshot(b *testing.B, cat *catalog.Catalog, n int) bpf.Snapshot {
 // new attempt, and an answer unless unanswered.
 func advance(s *bpf.Snapshot, share int, unanswered bool) {
 	s.Time = s.Time.Add(10 * time.Second)
-	i := 0
-	for k, v := range s.Exchanges {
-		i++
-		if i%share != 0 {
+	for i := range s.Exchanges {
+		if (i+1)%share != 0 {
 			continue
 		}
+		v := &s.Exchanges[i].Counters
 		v.Attempts++
 		if !unanswered {
 			v.Answers++
 			v.Followups++
 		}
 		v.LastSeen = s.Time.Add(-time.Second)
-		s.Exchanges[k] = v
 	}
 }
 

@@ -292,7 +292,8 @@ func (c *Classifier) Update(s bpf.Snapshot) []Event {
 		ceiling = math.MaxInt64
 	}
 	present := 0
-	for k, cur := range s.Exchanges {
+	for i := range s.Exchanges {
+		k, cur := s.Exchanges[i].Key, s.Exchanges[i].Counters
 		if int(k.Service) >= len(c.svc) {
 			continue
 		}

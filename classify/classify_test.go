@@ -613,11 +613,11 @@ func TestSnapshotOddities(t *testing.T) {
 	c := newClassifier(t, Config{Catalog: cat})
 	s := bpf.Snapshot{
 		Time: at(10),
-		Exchanges: map[bpf.ExchangeKey]bpf.ExchangeCounters{
+		Exchanges: bpf.ExchangeEntries(map[bpf.ExchangeKey]bpf.ExchangeCounters{
 			{Service: 0, Client: netip.MustParseAddr(node1), Server: netip.MustParseAddr(mn)}:                        {FirstSeen: at(1), LastSeen: at(9), Attempts: 9},
 			{Service: catalog.MaxServiceID, Client: netip.MustParseAddr(node1), Server: netip.MustParseAddr(mn)}:     {FirstSeen: at(1), LastSeen: at(9), Attempts: 9},
 			{Service: catalog.MaxServiceID + 7, Client: netip.MustParseAddr(node1), Server: netip.MustParseAddr(mn)}: {FirstSeen: at(1), LastSeen: at(9), Attempts: 9},
-		},
+		}),
 	}
 	if evs := c.Update(s); len(evs) != 0 {
 		t.Errorf("events for exchanges in no catalog row: %q", shorts(evs))

@@ -96,15 +96,15 @@ func snapshot(t testing.TB, cat *catalog.Catalog, w win) bpf.Snapshot {
 	s := bpf.Snapshot{
 		Time:       at(w.at),
 		Services:   make([]bpf.ServiceCounters, catalog.MaxServiceID+1),
-		Exchanges:  make(map[bpf.ExchangeKey]bpf.ExchangeCounters, len(w.ex)),
 		Unexpected: make(map[bpf.UnexpectedKey]bpf.UnexpectedCounters, len(w.unexpected)),
 	}
+	exchanges := make(map[bpf.ExchangeKey]bpf.ExchangeCounters, len(w.ex))
 	for _, x := range w.ex {
 		k := exchangeKey(t, cat, x.svc, x.client, x.server)
-		if _, dup := s.Exchanges[k]; dup {
+		if _, dup := exchanges[k]; dup {
 			t.Fatalf("window at %gs: exchange %s %s->%s listed twice", w.at, x.svc, x.client, x.server)
 		}
-		s.Exchanges[k] = bpf.ExchangeCounters{
+		exchanges[k] = bpf.ExchangeCounters{
 			FirstSeen:     at(x.first),
 			LastSeen:      at(x.last),
 			Attempts:      x.attempts,
@@ -127,6 +127,7 @@ func snapshot(t testing.TB, cat *catalog.Catalog, w win) bpf.Snapshot {
 		sc.ICMPClosed += x.closed
 		sc.ICMPFiltered += x.filtered
 	}
+	s.Exchanges = bpf.ExchangeEntries(exchanges)
 	for name, add := range w.services {
 		sc := &s.Services[mustEntry(t, cat, name).ID]
 		sc.Requests += add.Requests

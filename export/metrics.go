@@ -574,14 +574,15 @@ func (c *Collector) collectUnexpected(ch chan<- prometheus.Metric, cat *catalog.
 // a service the catalog lacks are left out. Two keys can render alike (an
 // IPv4 address and its IPv4-mapped IPv6 form), so the counts are summed per
 // label set first.
-func (c *Collector) collectExchanges(ch chan<- prometheus.Metric, cat *catalog.Catalog, exchanges map[bpf.ExchangeKey]bpf.ExchangeCounters) {
+func (c *Collector) collectExchanges(ch chan<- prometheus.Metric, cat *catalog.Catalog, exchanges []bpf.ExchangeEntry) {
 	type labels struct {
 		id             catalog.ServiceID
 		client, server string
 	}
 	type counts struct{ attempts, answers uint64 }
 	sums := make(map[labels]counts, len(exchanges))
-	for k, x := range exchanges {
+	for _, e := range exchanges {
+		k, x := e.Key, e.Counters
 		if cat.Entry(k.Service) == nil {
 			continue
 		}

@@ -104,7 +104,7 @@ func metricsSnapshot() bpf.Snapshot {
 	return bpf.Snapshot{
 		Time:     t0Snaps,
 		Services: services,
-		Exchanges: map[bpf.ExchangeKey]bpf.ExchangeCounters{
+		Exchanges: bpf.ExchangeEntries(map[bpf.ExchangeKey]bpf.ExchangeCounters{
 			{Service: idXcatdTCP, Client: cn22, Server: mn01}:   {Attempts: 3, Resets: 3},
 			{Service: idXcatiUDP, Client: cn23, Server: mn01}:   {Attempts: 4, ICMPClosed: 4},
 			{Service: idTFTPUDP, Client: cn21, Server: mn01}:    {Attempts: 10, Answers: 10},
@@ -112,7 +112,7 @@ func metricsSnapshot() bpf.Snapshot {
 			{Service: idNoRow, Client: cn21, Server: mn02}:      {Attempts: 5},
 			{Service: idXcatdTCP, Client: cn22v6, Server: mn01}: {Attempts: 1},
 			{Service: idMountUDP, Client: cn21, Server: mn01}:   {Attempts: 1, Answers: 1},
-		},
+		}),
 		Unexpected: map[bpf.UnexpectedKey]bpf.UnexpectedCounters{
 			{Proto: catalog.TCP, Server: mn01, Port: 8080}: {Answers: 4, Client: cn21},
 			{Proto: catalog.TCP, Server: mn02, Port: 8080}: {Answers: 1, Client: cn21},
@@ -518,10 +518,10 @@ func TestLabelsOnlyFromCatalog(t *testing.T) {
 	var wantNoncatalog float64
 	src.Snapshot = func() (bpf.Snapshot, error) {
 		snap := metricsSnapshot()
-		snap.Exchanges = map[bpf.ExchangeKey]bpf.ExchangeCounters{}
+		snap.Exchanges = nil
 		for id := range snap.Services {
 			snap.Services[id] = bpf.ServiceCounters{Packets: 1, Bytes: 100, Requests: 1, SYN: 1}
-			snap.Exchanges[bpf.ExchangeKey{Service: catalog.ServiceID(id), Client: cn21, Server: mn01}] = bpf.ExchangeCounters{Attempts: 1}
+			snap.Exchanges = append(snap.Exchanges, bpf.ExchangeEntry{Key: bpf.ExchangeKey{Service: catalog.ServiceID(id), Client: cn21, Server: mn01}, Counters: bpf.ExchangeCounters{Attempts: 1}})
 		}
 		return snap, nil
 	}
@@ -581,9 +581,9 @@ func TestEvictedNeverDecreases(t *testing.T) {
 		s := steps[step]
 		snap := metricsSnapshot()
 		snap.Parse[bpf.ParseExchangeNew] = s.created
-		snap.Exchanges = make(map[bpf.ExchangeKey]bpf.ExchangeCounters, s.held)
+		snap.Exchanges = nil
 		for i := range s.held {
-			snap.Exchanges[bpf.ExchangeKey{Service: idTFTPUDP, Client: netip.AddrFrom4([4]byte{10, 2, 0, byte(i)}), Server: mn01}] = bpf.ExchangeCounters{}
+			snap.Exchanges = append(snap.Exchanges, bpf.ExchangeEntry{Key: bpf.ExchangeKey{Service: idTFTPUDP, Client: netip.AddrFrom4([4]byte{10, 2, 0, byte(i)}), Server: mn01}, Counters: bpf.ExchangeCounters{}})
 		}
 		return snap, nil
 	}
@@ -763,10 +763,10 @@ func TestMetricsDoc(t *testing.T) {
 
 func BenchmarkCollect(b *testing.B) {
 	snap := metricsSnapshot()
-	snap.Exchanges = make(map[bpf.ExchangeKey]bpf.ExchangeCounters, 65536)
+	snap.Exchanges = nil
 	for i := range 65536 {
 		client := netip.AddrFrom4([4]byte{10, 2, byte(i >> 8), byte(i)})
-		snap.Exchanges[bpf.ExchangeKey{Service: idTFTPUDP, Client: client, Server: mn01}] = bpf.ExchangeCounters{Attempts: 3, Answers: 3}
+		snap.Exchanges = append(snap.Exchanges, bpf.ExchangeEntry{Key: bpf.ExchangeKey{Service: idTFTPUDP, Client: client, Server: mn01}, Counters: bpf.ExchangeCounters{Attempts: 3, Answers: 3}})
 	}
 	for _, perNode := range []bool{false, true} {
 		b.Run(fmt.Sprintf("exchanges=65536/per-node=%v", perNode), func(b *testing.B) {

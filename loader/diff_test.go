@@ -150,16 +150,17 @@ func snapshotDiff(kernel, twin bpf.Snapshot) []string {
 		c.FirstSeen, c.LastSeen = time.Time{}, time.Time{}
 		return c
 	}
-	for k, kv := range kernel.Exchanges {
-		tv, ok := twin.Exchanges[k]
+	kernelExchanges, twinExchanges := kernel.ExchangeMap(), twin.ExchangeMap()
+	for k, kv := range kernelExchanges {
+		tv, ok := twinExchanges[k]
 		if !ok {
 			out = append(out, fmt.Sprintf("exchange %+v: only in the kernel", k))
 		} else if strip(kv) != strip(tv) {
 			out = append(out, fmt.Sprintf("exchange %+v: kernel %+v, twin %+v", k, strip(kv), strip(tv)))
 		}
 	}
-	for k := range twin.Exchanges {
-		if _, ok := kernel.Exchanges[k]; !ok {
+	for k := range twinExchanges {
+		if _, ok := kernelExchanges[k]; !ok {
 			out = append(out, fmt.Sprintf("exchange %+v: only in the twin", k))
 		}
 	}

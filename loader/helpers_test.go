@@ -146,8 +146,9 @@ func diff(cat *catalog.Catalog, before, after bpf.Snapshot) delta {
 			d.parse[bpf.ParseCounter(i)] = n
 		}
 	}
-	for k, v := range after.Exchanges {
-		e := subExchange(v, before.Exchanges[k])
+	beforeExchanges := before.ExchangeMap()
+	for k, v := range after.ExchangeMap() {
+		e := subExchange(v, beforeExchanges[k])
 		if e != (bpf.ExchangeCounters{}) {
 			d.exchanges[exchangeName(cat, k)] = e
 		}

@@ -189,8 +189,9 @@ func TestLiveTraffic(t *testing.T) {
 			eventually(t, "the counters show the traffic", 5*time.Second, func() (bool, string) {
 				after = mustSnapshot(t, l)
 				var problems []string
+				afterExchanges, beforeExchanges := after.ExchangeMap(), before.ExchangeMap()
 				for k, w := range want {
-					g := subExchange(after.Exchanges[k], before.Exchanges[k])
+					g := subExchange(afterExchanges[k], beforeExchanges[k])
 					if g != w {
 						problems = append(problems, fmt.Sprintf("%s: got %s, want %s",
 							exchangeName(cat, k), fmtExchange(g), fmtExchange(w)))

@@ -196,8 +196,9 @@ func TestSnapshotWithoutBatchOps(t *testing.T) {
 		t.Fatalf("batch lookups read %d exchanges and %d unexpected ports, iteration %d and %d",
 			len(batch.Exchanges), len(batch.Unexpected), len(iterated.Exchanges), len(iterated.Unexpected))
 	}
-	for k, b := range batch.Exchanges {
-		i := iterated.Exchanges[k]
+	iteratedExchanges := iterated.ExchangeMap()
+	for k, b := range batch.ExchangeMap() {
+		i := iteratedExchanges[k]
 		if !near(b.FirstSeen, i.FirstSeen) || !near(b.LastSeen, i.LastSeen) {
 			t.Errorf("exchange %+v: timestamps %v/%v and %v/%v", k, b.FirstSeen, b.LastSeen, i.FirstSeen, i.LastSeen)
 		}
@@ -255,7 +256,7 @@ func TestSnapshotWallClock(t *testing.T) {
 	}
 	snap := mustSnapshot(t, l)
 	key := bpf.ExchangeKey{Service: testCatalog(t).ByKey("ssh-tcp/tcp").ID, Client: h.c, Server: h.s}
-	ex, ok := snap.Exchanges[key]
+	ex, ok := snap.ExchangeMap()[key]
 	if !ok {
 		t.Fatalf("no exchange %+v", key)
 	}

@@ -966,8 +966,9 @@ func runCase(t *testing.T, l *Loader, cat *catalog.Catalog, hk hook, c frameCase
 	for _, problem := range compareDelta(diff(cat, before, after), want) {
 		t.Error(problem)
 	}
-	for k, v := range after.Exchanges {
-		if _, old := before.Exchanges[k]; old {
+	beforeExchanges := before.ExchangeMap()
+	for k, v := range after.ExchangeMap() {
+		if _, old := beforeExchanges[k]; old {
 			continue
 		}
 		if v.FirstSeen.IsZero() || v.LastSeen.Before(v.FirstSeen) || time.Since(v.FirstSeen).Abs() > time.Minute {

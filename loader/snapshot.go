@@ -51,12 +51,12 @@ func (l *Loader) Snapshot() (bpf.Snapshot, error) {
 		return bpf.Snapshot{}, fmt.Errorf("reading the parse counters: %w", err)
 	}
 
-	// Growing a map of 100,000 entries costs more than reading them.
-	snap.Exchanges = make(map[bpf.ExchangeKey]bpf.ExchangeCounters, l.snap.lastExchanges+l.snap.lastExchanges/8)
+	// Growing a slice of 100,000 entries costs more than reading them.
+	snap.Exchanges = make([]bpf.ExchangeEntry, 0, l.snap.lastExchanges+l.snap.lastExchanges/8)
 	err = readHash(l.objs.Exchanges, l.noBatch,
 		func(k *bpf.PortwatchExchangeKey, v *bpf.PortwatchExchangeValue) {
 			key, c := bpf.Exchange(*k, *v, clock)
-			snap.Exchanges[key] = c
+			snap.Exchanges = append(snap.Exchanges, bpf.ExchangeEntry{Key: key, Counters: c})
 		})
 	if err != nil {
 		return bpf.Snapshot{}, fmt.Errorf("reading the exchange table: %w", err)

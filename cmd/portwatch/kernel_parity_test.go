@@ -95,13 +95,14 @@ func TestAnalyzeMatchesKernel(t *testing.T) {
 				twin.Ethernet(f, len(f), start.Add(time.Duration(i)*step))
 			}
 			timed := twin.Snapshot()
-			for k, c := range kernel.Exchanges {
-				tc, ok := timed.Exchanges[k]
+			timedExchanges := timed.ExchangeMap()
+			for i := range kernel.Exchanges {
+				e := &kernel.Exchanges[i]
+				tc, ok := timedExchanges[e.Key]
 				if !ok {
-					t.Fatalf("exchange %+v: the kernel has it, a pcap replay does not", k)
+					t.Fatalf("exchange %+v: the kernel has it, a pcap replay does not", e.Key)
 				}
-				c.FirstSeen, c.LastSeen = tc.FirstSeen, tc.LastSeen
-				kernel.Exchanges[k] = c
+				e.Counters.FirstSeen, e.Counters.LastSeen = tc.FirstSeen, tc.LastSeen
 			}
 			for k, u := range kernel.Unexpected {
 				u.FirstSeen, u.LastSeen = timed.Unexpected[k].FirstSeen, timed.Unexpected[k].LastSeen

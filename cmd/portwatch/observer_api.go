@@ -70,7 +70,8 @@ func exchangesDoc(s bpf.Snapshot, cat *catalog.Catalog, q probe.ExchangeQuery, i
 	for _, b := range cat.PortBindings() {
 		doc.Ports = append(doc.Ports, probe.TrackedPort{Proto: b.Proto.String(), Port: b.Port, Service: b.Service.Name})
 	}
-	for k, c := range s.Exchanges {
+	for _, e := range s.Exchanges {
+		k, c := e.Key, e.Counters
 		mac := net.HardwareAddr(k.ClientMAC[:])
 		if !q.Match(k.Client, mac, k.Server) {
 			continue

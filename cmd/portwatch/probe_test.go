@@ -45,7 +45,7 @@ func TestObserverAPI(t *testing.T) {
 	mn := netip.MustParseAddr("10.77.0.10")
 	mac := [6]byte{0x02, 0x70, 0x77, 0x01, 0x00, 0x0b}
 	t0 := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
-	be := &snapshotBackend{s: bpf.Snapshot{Time: t0, Exchanges: map[bpf.ExchangeKey]bpf.ExchangeCounters{
+	be := &snapshotBackend{s: bpf.Snapshot{Time: t0, Exchanges: bpf.ExchangeEntries(map[bpf.ExchangeKey]bpf.ExchangeCounters{
 		{Service: 18, Client: node, Server: mn}:  {Attempts: 3, Answers: 3, FirstSeen: t0, LastSeen: t0},
 		{Service: 1, Client: node, Server: mn}:   {Attempts: 1, Resets: 1},
 		{Service: 37, Client: node, Server: mn}:  {Attempts: 1, Answers: 1},
@@ -53,7 +53,7 @@ func TestObserverAPI(t *testing.T) {
 		{Service: 13, ClientMAC: mac}:            {Attempts: 2, Answers: 2},
 		{Service: 13, ClientMAC: [6]byte{2, 9}}:  {Attempts: 7},
 		{Service: 999, Client: node, Server: mn}: {Attempts: 1}, // a row since removed
-	}}}
+	})}}
 	srv := httptest.NewServer(http.HandlerFunc(observerAPI{be: be, v: &verdicts{cat: cat}}.ServeHTTP))
 	defer srv.Close()
 	client, err := probe.NewObserverClient(srv.URL)
