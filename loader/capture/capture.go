@@ -7,6 +7,7 @@ package capture
 
 import (
 	"compress/gzip"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
@@ -37,6 +38,25 @@ type Source interface {
 	// the fault. Both are final: later calls return them again.
 	Next() (*Packet, error)
 	Close() error
+}
+
+// endian reads a capture's integers in the byte order its header gave. A
+// branch, not a binary.ByteOrder: an interface call on every field of every
+// record costs more than the branch the compiler inlines.
+type endian struct{ bigEndian bool }
+
+func (e endian) u16(b []byte) uint16 {
+	if e.bigEndian {
+		return binary.BigEndian.Uint16(b)
+	}
+	return binary.LittleEndian.Uint16(b)
+}
+
+func (e endian) u32(b []byte) uint32 {
+	if e.bigEndian {
+		return binary.BigEndian.Uint32(b)
+	}
+	return binary.LittleEndian.Uint32(b)
 }
 
 // InputError is damaged or unsupported capture input, located by packet

@@ -38,7 +38,7 @@ const (
 // every shared capture.
 type pcapSource struct {
 	source
-	bigEndian bool
+	endian
 	nanos     bool // nanosecond timestamps; microseconds otherwise
 	recordLen int  // record header length: 16, or 24 for the modified format
 	snaplen   uint32
@@ -78,20 +78,6 @@ func newPcapSource(base source) (Source, error) {
 	}
 	src.s.skip(pcapFileHeaderLen)
 	return src, nil
-}
-
-func (src *pcapSource) u16(b []byte) uint16 {
-	if src.bigEndian {
-		return binary.BigEndian.Uint16(b)
-	}
-	return binary.LittleEndian.Uint16(b)
-}
-
-func (src *pcapSource) u32(b []byte) uint32 {
-	if src.bigEndian {
-		return binary.BigEndian.Uint32(b)
-	}
-	return binary.LittleEndian.Uint32(b)
 }
 
 func (src *pcapSource) Next() (*Packet, error) {

@@ -64,9 +64,9 @@ type ngInterface struct {
 // capture, and the tests read files that pcapgo's writer makes.
 type pcapngSource struct {
 	source
-	bigEndian bool
-	ifaces    []ngInterface
-	lastTime  time.Time // Simple Packet Blocks carry no timestamp: they get the last one seen
+	endian
+	ifaces   []ngInterface
+	lastTime time.Time // Simple Packet Blocks carry no timestamp: they get the last one seen
 }
 
 func newPcapngSource(base source) (Source, error) {
@@ -77,20 +77,6 @@ func newPcapngSource(base source) (Source, error) {
 		return nil, err
 	}
 	return src, nil
-}
-
-func (src *pcapngSource) u16(b []byte) uint16 {
-	if src.bigEndian {
-		return binary.BigEndian.Uint16(b)
-	}
-	return binary.LittleEndian.Uint16(b)
-}
-
-func (src *pcapngSource) u32(b []byte) uint32 {
-	if src.bigEndian {
-		return binary.BigEndian.Uint32(b)
-	}
-	return binary.LittleEndian.Uint32(b)
 }
 
 func (src *pcapngSource) Next() (*Packet, error) {
