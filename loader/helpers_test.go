@@ -6,31 +6,20 @@ import (
 	"io"
 	"log/slog"
 	"net/netip"
-	"os"
 	"slices"
 	"strings"
 	"testing"
 
 	"portwatch/bpf"
 	"portwatch/catalog"
+	"portwatch/internal/privtest"
 )
 
 // requirePrivileged skips a test that needs root and BPF, unless
 // PORTWATCH_REQUIRE_PRIV=1 says the environment must have them.
 func requirePrivileged(tb testing.TB) {
 	tb.Helper()
-	if os.Geteuid() == 0 {
-		return
-	}
-	skipOrFail(tb, "needs root (CAP_BPF, CAP_NET_ADMIN, CAP_PERFMON)")
-}
-
-func skipOrFail(tb testing.TB, reason string) {
-	tb.Helper()
-	if os.Getenv("PORTWATCH_REQUIRE_PRIV") == "1" {
-		tb.Fatalf("PORTWATCH_REQUIRE_PRIV=1 but: %s", reason)
-	}
-	tb.Skip(reason)
+	privtest.RequireRoot(tb, "needs CAP_BPF, CAP_NET_ADMIN and CAP_PERFMON")
 }
 
 // testCatalog is the built-in table with its default profiles.
@@ -60,7 +49,7 @@ func loadForTest(tb testing.TB, cfg Config) *Loader {
 	l, err := Load(cfg)
 	var pe *PrivilegeError
 	if errors.As(err, &pe) {
-		skipOrFail(tb, err.Error())
+		privtest.SkipOrFail(tb, err.Error())
 	}
 	if err != nil {
 		tb.Fatal(err)

@@ -19,6 +19,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"portwatch/bpf"
+	"portwatch/internal/privtest"
 )
 
 // Network namespaces for the live tests: every name carries a random
@@ -54,7 +55,7 @@ func newVethPair(t testing.TB) *vethPair {
 	t.Helper()
 	requirePrivileged(t)
 	if _, err := exec.LookPath("ip"); err != nil {
-		skipOrFail(t, "needs ip from iproute2")
+		privtest.SkipOrFail(t, "needs ip from iproute2")
 	}
 	sfx := randomSuffix(t)
 	p := &vethPair{

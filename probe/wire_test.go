@@ -22,6 +22,7 @@ import (
 
 	"portwatch/catalog"
 	"portwatch/catalog/rpcbind"
+	goldenfile "portwatch/internal/golden"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files")
@@ -298,22 +299,10 @@ func TestRequests(t *testing.T) {
 	golden(t, "requests", b.String())
 }
 
+// golden compares got with testdata/name.golden, or rewrites it with -update.
 func golden(t *testing.T, name, got string) {
 	t.Helper()
-	path := filepath.Join("testdata", name+".golden")
-	if *update {
-		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run go test -update to create it)", err)
-	}
-	if got != string(want) {
-		t.Errorf("%s differs from %s (run go test -update if the change is intended):\n%s", name, path, got)
-	}
+	goldenfile.Check(t, name+".golden", []byte(got), *update)
 }
 
 func TestDHCPMessageLayout(t *testing.T) {

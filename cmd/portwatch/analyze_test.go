@@ -22,6 +22,7 @@ import (
 
 	"portwatch/bpf/packets"
 	"portwatch/classify"
+	"portwatch/internal/privtest"
 )
 
 // verdictKey is what a test expects of an event.
@@ -241,12 +242,7 @@ func TestAnalyzeUsage(t *testing.T) {
 // own counts, `tcpdump -nn -r FILE 'udp port P'` and its VLAN forms, on the
 // lab captures and on crafted frames with VLAN tags, IPv6 and fragments.
 func TestPortTallyMatchesTcpdump(t *testing.T) {
-	if _, err := exec.LookPath("tcpdump"); err != nil {
-		if os.Getenv("PORTWATCH_REQUIRE_PRIV") == "1" {
-			t.Fatal("tcpdump is not installed (make deps installs it)")
-		}
-		t.Skip("tcpdump is not installed")
-	}
+	privtest.RequireCommand(t, "tcpdump", "make deps installs it")
 	dir := t.TempDir()
 	var files []string
 	entries, _ := filepath.Glob(filepath.Join("..", "..", "testdata", "captures", "*.pcap*"))

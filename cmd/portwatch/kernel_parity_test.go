@@ -14,6 +14,7 @@ import (
 	"portwatch/bpf/packets"
 	"portwatch/catalog"
 	"portwatch/classify"
+	"portwatch/internal/privtest"
 	"portwatch/loader"
 )
 
@@ -23,12 +24,7 @@ import (
 // its own clock when they are run, so its exchanges are judged with the
 // capture's times: the verdicts then depend only on what both counted.
 func TestAnalyzeMatchesKernel(t *testing.T) {
-	if os.Geteuid() != 0 {
-		if os.Getenv("PORTWATCH_REQUIRE_PRIV") == "1" {
-			t.Fatal("PORTWATCH_REQUIRE_PRIV=1 but not root: BPF_PROG_TEST_RUN needs CAP_BPF")
-		}
-		t.Skip("not root: BPF_PROG_TEST_RUN needs CAP_BPF")
-	}
+	privtest.RequireRoot(t, "BPF_PROG_TEST_RUN needs CAP_BPF")
 	cat, err := catalog.Load(catalog.Options{})
 	if err != nil {
 		t.Fatal(err)

@@ -8,6 +8,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	goldenfile "portwatch/internal/golden"
 )
 
 var update = flag.Bool("update", false, "rewrite the golden files")
@@ -21,25 +23,10 @@ func portwatch(t *testing.T, stdin string, args ...string) (int, string, string)
 	return code, out.String(), errOut.String()
 }
 
+// golden compares got with testdata/name.golden, or rewrites it with -update.
 func golden(t *testing.T, name, got string) {
 	t.Helper()
-	path := filepath.Join("testdata", name+".golden")
-	if *update {
-		if err := os.MkdirAll("testdata", 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(path, []byte(got), 0o644); err != nil {
-			t.Fatal(err)
-		}
-		return
-	}
-	want, err := os.ReadFile(path)
-	if err != nil {
-		t.Fatalf("%v (run go test -update to create it)", err)
-	}
-	if got != string(want) {
-		t.Errorf("%s differs from %s (run go test -update if the change is intended):\n%s", name, path, got)
-	}
+	goldenfile.Check(t, name+".golden", []byte(got), *update)
 }
 
 func TestUsage(t *testing.T) {

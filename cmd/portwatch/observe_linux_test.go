@@ -20,20 +20,8 @@ import (
 	"time"
 
 	"portwatch/classify"
+	"portwatch/internal/privtest"
 )
-
-// requireRoot skips a test that needs root, or fails it when
-// PORTWATCH_REQUIRE_PRIV=1 says the environment must provide it.
-func requireRoot(t *testing.T, why string) {
-	t.Helper()
-	if os.Geteuid() == 0 {
-		return
-	}
-	if os.Getenv("PORTWATCH_REQUIRE_PRIV") == "1" {
-		t.Fatalf("PORTWATCH_REQUIRE_PRIV=1 but not root: %s", why)
-	}
-	t.Skipf("not root: %s", why)
-}
 
 // buildPortwatch builds the binary once per test run.
 func buildPortwatch(t *testing.T) string {
@@ -97,7 +85,7 @@ func (v *veth) connect(t *testing.T, port int) {
 // the verdict; SIGTERM
 // prints the summary, and nothing stays attached.
 func TestObserveLive(t *testing.T) {
-	requireRoot(t, "observe attaches XDP (or opens AF_PACKET sockets) in a network namespace")
+	privtest.RequireRoot(t, "observe attaches XDP (or opens AF_PACKET sockets) in a network namespace")
 	bin := buildPortwatch(t)
 	for _, backend := range []string{"xdp", "capture"} {
 		t.Run(backend, func(t *testing.T) {
@@ -224,7 +212,7 @@ func grepLines(s, prefix, suffix string) string {
 // watches the interface with the capture backend instead, and its verdicts
 // still come.
 func TestObserveAutoFallsBack(t *testing.T) {
-	requireRoot(t, "observe attaches XDP in a network namespace")
+	privtest.RequireRoot(t, "observe attaches XDP in a network namespace")
 	bin := buildPortwatch(t)
 	v := newVeth(t)
 	dir := t.TempDir()

@@ -24,6 +24,7 @@ import (
 	"github.com/gopacket/gopacket/pcapgo"
 
 	"portwatch/classify"
+	"portwatch/internal/privtest"
 	"portwatch/lab"
 	"portwatch/lab/labtest"
 )
@@ -310,7 +311,7 @@ var nmapState = map[string]string{"open": "open", "closed": "closed", "filtered"
 func (r *labRun) compareWithNmap(doc probeOutput) {
 	r.t.Helper()
 	if _, err := exec.LookPath("nmap"); err != nil {
-		if os.Getenv(labtest.RequirePrivEnv) == "1" {
+		if privtest.Required() {
 			r.t.Fatal("nmap is missing (lab/packages.txt)")
 		}
 		r.t.Log("nmap is missing: not compared (install it from lab/packages.txt)")

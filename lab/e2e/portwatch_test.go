@@ -21,6 +21,7 @@ import (
 	"github.com/prometheus/common/model"
 
 	"portwatch/classify"
+	"portwatch/internal/privtest"
 	"portwatch/lab"
 	"portwatch/lab/labtest"
 )
@@ -84,13 +85,7 @@ func portwatchBinary(t testing.TB) string {
 func requireLab(t testing.TB) {
 	t.Helper()
 	labtest.RequirePriv(t)
-	if _, err := exec.LookPath("bpftool"); err != nil {
-		reason := "bpftool is missing: run lab/install-deps.sh"
-		if os.Getenv(labtest.RequirePrivEnv) == "1" {
-			t.Fatalf("%s, and %s=1 forbids skipping", reason, labtest.RequirePrivEnv)
-		}
-		t.Skip(reason)
-	}
+	privtest.RequireCommand(t, "bpftool", "run lab/install-deps.sh")
 }
 
 // observationPoint returns the namespace's host and the interface an

@@ -13,12 +13,9 @@ import (
 	"testing"
 	"time"
 
+	"portwatch/internal/privtest"
 	"portwatch/lab"
 )
-
-// RequirePrivEnv makes a missing privilege or package a failure instead of
-// a skip (CI sets it).
-const RequirePrivEnv = "PORTWATCH_REQUIRE_PRIV"
 
 // Tools the lab runs; lab/packages.txt installs them.
 var tools = []string{"ip", "nft", "conntrack", "tcpdump", "dnsmasq", "sshd", "ssh", "ssh-keygen", "rsync",
@@ -29,20 +26,9 @@ var tools = []string{"ip", "nft", "conntrack", "tcpdump", "dnsmasq", "sshd", "ss
 // package missing), or fails it when PORTWATCH_REQUIRE_PRIV=1.
 func RequirePriv(t testing.TB) {
 	t.Helper()
-	skip := func(reason string) {
-		t.Helper()
-		if os.Getenv(RequirePrivEnv) == "1" {
-			t.Fatalf("%s, and %s=1 forbids skipping", reason, RequirePrivEnv)
-		}
-		t.Skip(reason)
-	}
-	if os.Geteuid() != 0 {
-		skip("the lab needs root (network namespaces, nftables)")
-	}
+	privtest.RequireRoot(t, "the lab needs network namespaces and nftables")
 	for _, tool := range tools {
-		if _, err := exec.LookPath(tool); err != nil {
-			skip(tool + " is missing: run lab/install-deps.sh")
-		}
+		privtest.RequireCommand(t, tool, "run lab/install-deps.sh")
 	}
 }
 

@@ -12,20 +12,6 @@ import (
 	"github.com/gopacket/gopacket/layers"
 )
 
-// requirePriv reports whether PORTWATCH_REQUIRE_PRIV=1 makes a privilege
-// skip a failure.
-func requirePriv() bool { return os.Getenv("PORTWATCH_REQUIRE_PRIV") == "1" }
-
-// skipUnprivileged skips a test that needs root, or fails it when
-// PORTWATCH_REQUIRE_PRIV=1.
-func skipUnprivileged(t *testing.T, why string) {
-	t.Helper()
-	if requirePriv() {
-		t.Fatalf("PORTWATCH_REQUIRE_PRIV=1 but %s", why)
-	}
-	t.Skip(why)
-}
-
 // sharedPcaps returns the directory of the shared tcpdump test captures
 // (../shared/pcaps/tcpdump-tests beside the repository), or skips.
 func sharedPcaps(t testing.TB) string {

@@ -14,6 +14,8 @@ import (
 	"testing"
 
 	"golang.org/x/sys/unix"
+
+	"portwatch/internal/privtest"
 )
 
 // testNet is two network namespaces joined by a veth pair, made for one
@@ -30,10 +32,10 @@ type testNet struct {
 func newTestNet(t *testing.T) *testNet {
 	t.Helper()
 	if os.Geteuid() != 0 {
-		skipUnprivileged(t, "network namespaces need root")
+		privtest.SkipOrFail(t, "network namespaces need root")
 	}
 	if _, err := exec.LookPath("ip"); err != nil {
-		skipUnprivileged(t, "the ip command (iproute2) is not installed")
+		privtest.SkipOrFail(t, "the ip command (iproute2) is not installed")
 	}
 	var suffix [3]byte
 	if _, err := rand.Read(suffix[:]); err != nil {

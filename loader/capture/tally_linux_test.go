@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"portwatch/bpf/packets"
+	"portwatch/internal/privtest"
 )
 
 // linkFrame turns an untagged Ethernet frame into the given link type's
@@ -61,7 +62,7 @@ func linkFrame(linkType uint32, frame []byte) []byte {
 // port P'` counts: same bytes, libpcap's reading against ours.
 func TestTallyMatchesTcpdump(t *testing.T) {
 	if _, err := exec.LookPath("tcpdump"); err != nil {
-		if requirePriv() {
+		if privtest.Required() {
 			t.Fatal("tcpdump is not installed (make deps installs it)")
 		}
 		t.Skip("tcpdump is not installed")

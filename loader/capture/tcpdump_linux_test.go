@@ -18,6 +18,8 @@ import (
 
 	"github.com/gopacket/gopacket"
 	"github.com/gopacket/gopacket/layers"
+
+	"portwatch/internal/privtest"
 )
 
 // needTcpdump returns tcpdump's path, or skips (fails where CI, which
@@ -26,7 +28,7 @@ func needTcpdump(t *testing.T) string {
 	t.Helper()
 	path, err := exec.LookPath("tcpdump")
 	if err != nil {
-		skipUnprivileged(t, "tcpdump is not installed (Debian package tcpdump)")
+		privtest.SkipOrFail(t, "tcpdump is not installed (Debian package tcpdump)")
 	}
 	return path
 }
