@@ -145,7 +145,9 @@ func TestTcpdumpCaptures(t *testing.T) {
 		cmds = append(cmds, startTcpdump(t, n.nsA, append(f.args, "-w", filepath.Join(dir, f.name))...))
 	}
 	makeTraffic(t, n)
-	time.Sleep(300 * time.Millisecond)
+	// Let every tcpdump write what it has: on a loaded machine 300 ms was
+	// seen to lose the last frames.
+	time.Sleep(time.Second)
 	for _, c := range cmds {
 		_ = c.Process.Signal(syscall.SIGINT)
 		_ = c.Wait()
