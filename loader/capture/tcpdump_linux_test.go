@@ -37,8 +37,11 @@ func needTcpdump(t *testing.T) string {
 func startTcpdump(t *testing.T, ns string, args ...string) *exec.Cmd {
 	t.Helper()
 	// Immediate mode: without it packets wait in libpcap's ring for up to
-	// a second, and tcpdump stopped by SIGINT does not write them.
-	cmd := exec.Command("ip", append([]string{"netns", "exec", ns, "tcpdump", "-Z", "root", "--immediate-mode", "-U"}, args...)...)
+	// a second, and tcpdump stopped by SIGINT does not write them. A 32 MiB
+	// buffer: on "any" libpcap sizes each ring slot by the snap length
+	// (256 KiB), so its default 2 MiB holds eight packets and a loaded
+	// machine loses the rest of a burst.
+	cmd := exec.Command("ip", append([]string{"netns", "exec", ns, "tcpdump", "-Z", "root", "--immediate-mode", "-U", "-B", "32768"}, args...)...)
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -120,7 +123,7 @@ func makeTraffic(t *testing.T, n *testNet) {
 		sendFrame(t, n.ifB, frame(t, &layers.Ethernet{SrcMAC: n.macB, DstMAC: n.macA, EthernetType: layers.EthernetTypeDot1Q},
 			dot1q(42, layers.EthernetTypeIPv4),
 			&layers.IPv4{Version: 4, IHL: 5, TTL: 64, Protocol: layers.IPProtocolUDP, SrcIP: n.ipB, DstIP: n.ipA},
-			udp(5555, 3001), gopacket.Payload("tagged 42")))
+			udp(5555, 3001), gopacket.Payload(lastPayload)))
 	})
 }
 
@@ -145,9 +148,11 @@ func TestTcpdumpCaptures(t *testing.T) {
 		cmds = append(cmds, startTcpdump(t, n.nsA, append(f.args, "-w", filepath.Join(dir, f.name))...))
 	}
 	makeTraffic(t, n)
-	// Let every tcpdump write what it has: on a loaded machine 300 ms was
-	// seen to lose the last frames.
-	time.Sleep(time.Second)
+	// tcpdump -U writes each packet as it reads it, but on a loaded machine
+	// it can be seconds behind: stop it only when every file holds the last
+	// frame sent (or give up after a while and let the checks below say
+	// what is missing).
+	waitForPayload(dir, files[0].name, files[1].name, files[2].name, files[3].name)
 	for _, c := range cmds {
 		_ = c.Process.Signal(syscall.SIGINT)
 		_ = c.Wait()
@@ -202,6 +207,24 @@ func TestTcpdumpCaptures(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// lastPayload is the payload of the last frame makeTraffic sends.
+const lastPayload = "tagged 42"
+
+// waitForPayload waits up to 20 seconds until each file in dir holds the
+// last frame makeTraffic sends.
+func waitForPayload(dir string, names ...string) {
+	deadline := time.Now().Add(20 * time.Second)
+	for _, name := range names {
+		for time.Now().Before(deadline) {
+			raw, _ := os.ReadFile(filepath.Join(dir, name))
+			if bytes.Contains(raw, []byte(lastPayload)) {
+				break
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
 	}
 }
 
