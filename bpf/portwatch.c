@@ -163,7 +163,9 @@ struct pkt {
 	void *data_end;
 	struct parse_counters *pc;
 	__u64 len;
-	__u32 src[4]; /* IPv6, or IPv4-mapped */
+	void *l3;  /* the IPv4 or IPv6 header */
+	bool v6;
+	__u32 src[4]; /* IPv6, or IPv4-mapped: filled by load_addrs */
 	__u32 dst[4];
 };
 
@@ -191,6 +193,21 @@ static __always_inline void map_v4(__u32 *out, __be32 addr)
 	out[1] = 0;
 	out[2] = bpf_htonl(0xffff);
 	out[3] = addr;
+}
+
+/* Copy the packet's addresses into p->src and p->dst. Only packets that
+ * change state need them, so established TCP never pays for the copy. */
+static __always_inline void load_addrs(struct pkt *p)
+{
+	if (p->v6) {
+		struct ipv6hdr *ip6 = p->l3;
+		__builtin_memcpy(p->src, &ip6->saddr, 16);
+		__builtin_memcpy(p->dst, &ip6->daddr, 16);
+	} else {
+		struct iphdr *ip = p->l3;
+		map_v4(p->src, ip->saddr);
+		map_v4(p->dst, ip->daddr);
+	}
 }
 
 static __always_inline struct port_entry *port_lookup(__u32 slot, __u16 port)
@@ -439,8 +456,21 @@ static __always_inline void on_tcp(struct pkt *p, struct tcphdr *th)
 {
 	__u16 sport = bpf_ntohs(th->source);
 	__u16 dport = bpf_ntohs(th->dest);
-	bool syn = th->syn, ack = th->ack, rst = th->rst;
 	struct resolved r = {};
+
+	/* The commonest packet by far, an established connection's segment,
+	 * changes no exchange: count it by service and leave. Kept apart so
+	 * that it carries none of the state-changing path's registers. */
+	if (!th->syn && !th->rst) {
+		r = resolve(SLOT_TCP, sport, dport);
+		count_service(p, r.service, r.dir);
+		if (r.dir == DIR_NONE)
+			count(p, PC_NON_CATALOG);
+		return;
+	}
+
+	load_addrs(p);
+	bool syn = th->syn, ack = th->ack, rst = th->rst;
 
 	if (syn && !ack) {
 		/* A SYN names the service it asks for. */
@@ -595,6 +625,7 @@ static __always_inline void on_udp(struct pkt *p, struct udphdr *uh)
 	__u16 dport = bpf_ntohs(uh->dest);
 	struct resolved r = resolve(SLOT_UDP, sport, dport);
 
+	load_addrs(p);
 	if (r.dir == DIR_NONE) {
 		on_udp_other(p, uh, sport, dport);
 		return;
@@ -817,8 +848,7 @@ static __always_inline void on_ipv4(struct pkt *p, struct iphdr *ip)
 	}
 	if (frag & IP_MF)
 		count(p, PC_FRAG_FIRST);
-	map_v4(p->src, ip->saddr);
-	map_v4(p->dst, ip->daddr);
+	p->l3 = ip;
 	on_l4(p, ip->protocol, (void *)ip + hlen, false);
 }
 
@@ -870,8 +900,8 @@ static __always_inline void on_ipv6(struct pkt *p, struct ipv6hdr *ip6)
 		count(p, PC_IPV6_EXT_TOO_DEEP);
 		return;
 	}
-	__builtin_memcpy(p->src, &ip6->saddr, 16);
-	__builtin_memcpy(p->dst, &ip6->daddr, 16);
+	p->l3 = ip6;
+	p->v6 = true;
 	on_l4(p, next, pos, true);
 }
 
