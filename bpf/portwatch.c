@@ -110,6 +110,15 @@ struct {
 	__type(value, struct flow_value);
 } udp_flows SEC(".maps");
 
+/* A byte per client port that a remembered TFTP-style request came from,
+ * set before the request's ephemeral entry is inserted and never cleared: a
+ * datagram whose ports have none cannot belong to such a transfer, and skips
+ * the ephemeral table (two hash lookups for most UDP on no catalog port, one
+ * for a TFTP ACK). A byte rather than a bit, so that setting it is a plain
+ * store and no other CPU's update can be lost. The Go twin keeps the same
+ * index. */
+__u8 ephemeral_ports[65536];
+
 struct {
 	__uint(type, BPF_MAP_TYPE_PERF_EVENT_ARRAY);
 	__uint(key_size, sizeof(__u32));
@@ -562,25 +571,30 @@ static __always_inline void on_dhcp(struct pkt *p, void *payload, __u16 service,
 static __always_inline void on_udp_other(struct pkt *p, struct udphdr *uh, __u16 sport, __u16 dport)
 {
 	struct ephemeral_key ek = {};
-	__builtin_memcpy(ek.client, p->dst, 16);
-	__builtin_memcpy(ek.server, p->src, 16);
-	ek.client_port = dport;
-	struct ephemeral_value *ev = bpf_map_lookup_elem(&ephemeral, &ek);
-	if (ev) {
-		__u16 service = ev->service;
-		count_service(p, service, DIR_REPLY);
-		exchange_ip(p, service, p->dst, p->src, BUMP_ANSWER);
-		return;
+	struct ephemeral_value *ev;
+	if (ephemeral_ports[dport]) {
+		__builtin_memcpy(ek.client, p->dst, 16);
+		__builtin_memcpy(ek.server, p->src, 16);
+		ek.client_port = dport;
+		ev = bpf_map_lookup_elem(&ephemeral, &ek);
+		if (ev) {
+			__u16 service = ev->service;
+			count_service(p, service, DIR_REPLY);
+			exchange_ip(p, service, p->dst, p->src, BUMP_ANSWER);
+			return;
+		}
 	}
-	__builtin_memcpy(ek.client, p->src, 16);
-	__builtin_memcpy(ek.server, p->dst, 16);
-	ek.client_port = sport;
-	ev = bpf_map_lookup_elem(&ephemeral, &ek);
-	if (ev) {
-		__u16 service = ev->service;
-		count_service(p, service, DIR_NONE);
-		exchange_ip(p, service, p->src, p->dst, BUMP_FOLLOWUP);
-		return;
+	if (ephemeral_ports[sport]) {
+		__builtin_memcpy(ek.client, p->src, 16);
+		__builtin_memcpy(ek.server, p->dst, 16);
+		ek.client_port = sport;
+		ev = bpf_map_lookup_elem(&ephemeral, &ek);
+		if (ev) {
+			__u16 service = ev->service;
+			count_service(p, service, DIR_NONE);
+			exchange_ip(p, service, p->src, p->dst, BUMP_FOLLOWUP);
+			return;
+		}
 	}
 
 	count_service(p, 0, DIR_NONE);
@@ -654,6 +668,7 @@ static __always_inline void on_udp(struct pkt *p, struct udphdr *uh)
 		ek.client_port = sport;
 		if (bpf_map_lookup_elem(&ephemeral, &ek))
 			return;
+		ephemeral_ports[sport] = 1;
 		struct ephemeral_value ev = {.service = r.service};
 		long err = bpf_map_update_elem(&ephemeral, &ek, &ev, BPF_NOEXIST);
 		if (err == 0)
@@ -707,7 +722,7 @@ static __always_inline void on_unreachable(struct pkt *p, __u8 proto, __u32 *isr
 		exchange_ip(p, r.service, idst, isrc, BUMP_RETURN_BLOCKED);
 		return;
 	}
-	if (proto == IPPROTO_UDP) {
+	if (proto == IPPROTO_UDP && ephemeral_ports[idport]) {
 		/* An answer from a TFTP-style server's new port, refused on its
 		 * way back. */
 		struct ephemeral_key ek = {};

@@ -192,6 +192,7 @@ const (
 	PortwatchMapUnexpected           = "unexpected"
 	PortwatchProgPortwatchTc         = "portwatch_tc"
 	PortwatchProgPortwatchXdp        = "portwatch_xdp"
+	PortwatchVarEphemeralPorts       = "ephemeral_ports"
 	PortwatchVarUnusedUserspaceTypes = "unused_userspace_types"
 )
 
@@ -259,6 +260,7 @@ type PortwatchMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type PortwatchVariableSpecs struct {
+	EphemeralPorts       *ebpf.VariableSpec `ebpf:"ephemeral_ports"`
 	UnusedUserspaceTypes *ebpf.VariableSpec `ebpf:"unused_userspace_types"`
 }
 
@@ -309,6 +311,7 @@ func (m *PortwatchMaps) Close() error {
 //
 // It can be passed to LoadPortwatchObjects or ebpf.CollectionSpec.LoadAndAssign.
 type PortwatchVariables struct {
+	EphemeralPorts       *ebpf.Variable `ebpf:"ephemeral_ports"`
 	UnusedUserspaceTypes *ebpf.Variable `ebpf:"unused_userspace_types"`
 }
 
