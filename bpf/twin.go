@@ -36,9 +36,12 @@ type Twin struct {
 	// sends through learn_events).
 	learn func(src, dst netip.Addr, sport, dport uint16, payload []byte)
 
-	// The packet being parsed.
+	// The packet being parsed. src and dst are filled by loadAddrs, only
+	// for packets that change state.
 	now      uint64
 	len      uint64
+	l3       []byte // the IPv4 or IPv6 header
+	v6       bool
 	src, dst addr
 	lastTime time.Time
 }
@@ -159,6 +162,10 @@ const (
 	ipProtoICMPv6   = 58
 	ipProtoDstOpts  = 60
 
+	tcpSYN = 0x02
+	tcpRST = 0x04
+	tcpACK = 0x10
+
 	tftpData  = 3
 	tftpError = 5
 
@@ -215,8 +222,7 @@ func (t *Twin) onIPv4(p []byte) {
 	if frag&0x2000 != 0 {
 		t.count(PortwatchParseCounterPC_FRAG_FIRST)
 	}
-	t.src = addrFrom4(p[12:16])
-	t.dst = addrFrom4(p[16:20])
+	t.l3, t.v6 = p, false
 	t.onL4(p[9], p[hlen:], false)
 }
 
@@ -270,8 +276,7 @@ func (t *Twin) onIPv6(p []byte) {
 		t.count(PortwatchParseCounterPC_IPV6EXT_TOO_DEEP)
 		return
 	}
-	t.src = addrFrom16(p[8:24])
-	t.dst = addrFrom16(p[24:40])
+	t.l3, t.v6 = p, true
 	// An extension header may claim more than the packet holds: the L4
 	// parsers then see nothing and count it truncated, as the C does.
 	var l4 []byte
@@ -309,6 +314,17 @@ func (t *Twin) onL4(proto uint8, l4 []byte, v6 bool) {
 		t.onICMP6(l4)
 	default:
 		t.count(PortwatchParseCounterPC_OTHER_L4)
+	}
+}
+
+// loadAddrs copies the packet's addresses into t.src and t.dst.
+func (t *Twin) loadAddrs() {
+	if t.v6 {
+		t.src = addrFrom16(t.l3[8:24])
+		t.dst = addrFrom16(t.l3[24:40])
+	} else {
+		t.src = addrFrom4(t.l3[12:16])
+		t.dst = addrFrom4(t.l3[16:20])
 	}
 }
 
@@ -449,7 +465,20 @@ func (t *Twin) onTCP(th []byte) {
 	sport := binary.BigEndian.Uint16(th[0:2])
 	dport := binary.BigEndian.Uint16(th[2:4])
 	flags := th[13]
-	syn, ack, rst := flags&0x02 != 0, flags&0x10 != 0, flags&0x04 != 0
+
+	// The commonest packet by far, an established connection's segment,
+	// changes no exchange: count it by service and leave.
+	if flags&(tcpSYN|tcpRST) == 0 {
+		r := t.resolve(PortwatchProtoSlotSLOT_TCP, sport, dport)
+		t.countService(r.service, r.dir)
+		if r.dir == dirNone {
+			t.count(PortwatchParseCounterPC_NON_CATALOG)
+		}
+		return
+	}
+
+	t.loadAddrs()
+	syn, ack, rst := flags&tcpSYN != 0, flags&tcpACK != 0, flags&tcpRST != 0
 	var r resolved
 	switch {
 	case syn && !ack:
@@ -614,6 +643,7 @@ func (t *Twin) onUDP(uh []byte) {
 	dport := binary.BigEndian.Uint16(uh[2:4])
 	r := t.resolve(PortwatchProtoSlotSLOT_UDP, sport, dport)
 
+	t.loadAddrs()
 	if r.dir == dirNone {
 		t.onUDPOther(uh, sport, dport)
 		return
