@@ -50,7 +50,8 @@ func (k *tableKey) equal(o *tableKey) bool {
 // nothing to delete one at a time: eviction compacts the entries and
 // rebuilds the index, an eighth of the bound at once.
 //
-// A pointer from get or insert is good until the next insert.
+// A pointer from get or insert is good until the next insert; a position
+// (find) until the next eviction, and findFrom checks it against the key.
 type boundedMap[V any] struct {
 	slots   []uint64
 	shift   uint // 64 - log2(len(slots)): the hash's top bits pick the home slot
@@ -88,34 +89,53 @@ func mix(x, y uint64) uint64 {
 	return hi ^ lo
 }
 
-func (b *boundedMap[V]) hash(k *tableKey) uint64 {
-	s := &b.seed
+func hashKey(k *tableKey, s *[5]uint64) uint64 {
 	h := mix(k.a.hi^s[0], k.a.lo^s[1]) ^ mix(k.b.hi^s[2], k.b.lo^s[3])
 	return mix(h^uint64(k.tail), s[4])
 }
 
-func (b *boundedMap[V]) get(k *tableKey) *V {
-	h := b.hash(k)
+// find is the position of key k, or -1.
+func (b *boundedMap[V]) find(k *tableKey) int {
+	h := hashKey(k, &b.seed)
 	tag := h << 32
 	mask := uint64(len(b.slots) - 1)
 	for i := h >> b.shift; ; i = (i + 1) & mask {
 		s := b.slots[i]
 		if s == 0 {
-			return nil
+			return -1
 		}
 		if s&0xffffffff00000000 == tag {
-			if e := &b.entries[uint32(s)-1]; e.key.equal(k) {
-				return &e.val
+			if pos := int(uint32(s) - 1); b.entries[pos].key.equal(k) {
+				return pos
 			}
 		}
 	}
 }
 
-// insert adds an entry whose key is not in the table; false if the table
-// holds nothing at all (a bound of zero).
-func (b *boundedMap[V]) insert(k *tableKey, v V) (*V, bool) {
+// findFrom is find for a key last seen at position hint: while the entry
+// has not moved, one comparison instead of a hash and a probe.
+func (b *boundedMap[V]) findFrom(k *tableKey, hint uint32) int {
+	if hint < uint32(len(b.entries)) && b.entries[hint].key.equal(k) {
+		return int(hint)
+	}
+	return b.find(k)
+}
+
+func (b *boundedMap[V]) get(k *tableKey) *V {
+	if i := b.find(k); i >= 0 {
+		return &b.entries[i].val
+	}
+	return nil
+}
+
+// at is the value at a position from find, findFrom or insert.
+func (b *boundedMap[V]) at(i int) *V { return &b.entries[i].val }
+
+// insert adds an entry whose key is not in the table and returns its
+// position; -1 if the table holds nothing at all (a bound of zero).
+func (b *boundedMap[V]) insert(k *tableKey, v V) int {
 	if b.max <= 0 {
-		return nil, false
+		return -1
 	}
 	if len(b.entries) >= b.max {
 		b.evict()
@@ -125,12 +145,12 @@ func (b *boundedMap[V]) insert(k *tableKey, v V) (*V, bool) {
 	}
 	b.entries = append(b.entries, tableEntry[V]{*k, v})
 	b.place(k, uint64(len(b.entries)))
-	return &b.entries[len(b.entries)-1].val, true
+	return len(b.entries) - 1
 }
 
 // place puts position+1 pos of key k in the index.
 func (b *boundedMap[V]) place(k *tableKey, pos uint64) {
-	h := b.hash(k)
+	h := hashKey(k, &b.seed)
 	mask := uint64(len(b.slots) - 1)
 	i := h >> b.shift
 	for b.slots[i] != 0 {

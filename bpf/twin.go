@@ -22,7 +22,7 @@ type Twin struct {
 	// exchanges and ephemeral by client and server, unexpected by server,
 	// flows by source and destination.
 	exchanges  boundedMap[PortwatchExchangeValue]
-	ephemeral  boundedMap[PortwatchEphemeralValue]
+	ephemeral  boundedMap[ephemeralValue]
 	unexpected boundedMap[PortwatchUnexpectedValue]
 	flows      boundedMap[PortwatchFlowValue]
 	// ephemeralPorts has a bit for every client port that a remembered
@@ -73,7 +73,7 @@ func NewTwin(cat *catalog.Catalog, cfg TwinConfig) *Twin {
 	}
 	t := &Twin{
 		exchanges:  newBoundedMap(cfg.MaxExchanges, func(v *PortwatchExchangeValue) uint64 { return v.LastNs }),
-		ephemeral:  newBoundedMap[PortwatchEphemeralValue](cfg.MaxEphemeral, nil),
+		ephemeral:  newBoundedMap[ephemeralValue](cfg.MaxEphemeral, nil),
 		unexpected: newBoundedMap(cfg.MaxUnexpected, func(v *PortwatchUnexpectedValue) uint64 { return v.LastNs }),
 		flows:      newBoundedMap(cfg.MaxFlows, func(v *PortwatchFlowValue) uint64 { return v.SeenNs }),
 	}
@@ -424,23 +424,41 @@ func flowKey(src, dst addr, sport, dport uint16) tableKey {
 	return tableKey{a: src, b: dst, tail: uint32(sport) | uint32(dport)<<16}
 }
 
-func (t *Twin) exchangeTouch(k *tableKey) (v *PortwatchExchangeValue, created bool) {
-	if v := t.exchanges.get(k); v != nil {
+// ephemeralValue is struct ephemeral_value, and where the exchange of the
+// request was last found in the exchanges table: the transfer that follows
+// finds it again without a hash.
+type ephemeralValue struct {
+	service  uint16
+	exchange uint32 // a position in t.exchanges, checked against the key
+}
+
+// exchangeTouch finds or creates the exchange k; hint is where it may be,
+// and is updated to where it is.
+func (t *Twin) exchangeTouch(k *tableKey, hint *uint32) (v *PortwatchExchangeValue, created bool) {
+	if i := t.exchanges.findFrom(k, *hint); i >= 0 {
+		*hint = uint32(i)
+		v = t.exchanges.at(i)
 		v.LastNs = t.now
 		return v, false
 	}
-	v, ok := t.exchanges.insert(k, PortwatchExchangeValue{FirstNs: t.now, LastNs: t.now})
-	if !ok {
+	i := t.exchanges.insert(k, PortwatchExchangeValue{FirstNs: t.now, LastNs: t.now})
+	if i < 0 {
 		t.count(PortwatchParseCounterPC_MAP_UPDATE_FAILED)
 		return nil, false
 	}
+	*hint = uint32(i)
 	t.count(PortwatchParseCounterPC_EXCHANGE_NEW)
-	return v, true
+	return t.exchanges.at(i), true
 }
 
 func (t *Twin) exchangeIP(service uint16, client, server addr) *PortwatchExchangeValue {
+	var hint uint32
+	return t.exchangeIPFrom(service, client, server, &hint)
+}
+
+func (t *Twin) exchangeIPFrom(service uint16, client, server addr, hint *uint32) *PortwatchExchangeValue {
 	k := exchangeKey(service, PortwatchExchangeKindEXCHANGE_IP, client, server)
-	v, _ := t.exchangeTouch(&k)
+	v, _ := t.exchangeTouch(&k, hint)
 	return v
 }
 
@@ -448,12 +466,12 @@ func (t *Twin) recordUnexpected(proto uint8, server addr, port uint16, client ad
 	k := unexpectedKey(server, port, proto)
 	v := t.unexpected.get(&k)
 	if v == nil {
-		var ok bool
-		v, ok = t.unexpected.insert(&k, PortwatchUnexpectedValue{FirstNs: t.now})
-		if !ok {
+		i := t.unexpected.insert(&k, PortwatchUnexpectedValue{FirstNs: t.now})
+		if i < 0 {
 			t.count(PortwatchParseCounterPC_MAP_UPDATE_FAILED)
 			return
 		}
+		v = t.unexpected.at(i)
 		t.count(PortwatchParseCounterPC_UNEXPECTED_NEW)
 	}
 	v.LastNs = t.now
@@ -562,7 +580,8 @@ func (t *Twin) onDHCP(payload []byte, service uint16, portDir direction) {
 	chaddr := payload[28:34]
 	mac := addr{hi: uint64(binary.LittleEndian.Uint32(chaddr[0:4])) | uint64(binary.LittleEndian.Uint16(chaddr[4:6]))<<32}
 	k := exchangeKey(service, PortwatchExchangeKindEXCHANGE_DHCP, mac, addr{})
-	v, created := t.exchangeTouch(&k)
+	var hint uint32
+	v, created := t.exchangeTouch(&k, &hint)
 	if v == nil {
 		return
 	}
@@ -582,9 +601,9 @@ func (t *Twin) onEphemeral(sport, dport uint16) bool {
 	if t.hasEphemeralPort(dport) {
 		ek := ephemeralKey(t.dst, t.src, dport)
 		if ev := t.ephemeral.get(&ek); ev != nil {
-			service := ev.Service
+			service := ev.service
 			t.countService(service, dirReply)
-			if v := t.exchangeIP(service, t.dst, t.src); v != nil {
+			if v := t.exchangeIPFrom(service, t.dst, t.src, &ev.exchange); v != nil {
 				v.Answers++
 			}
 			return true
@@ -593,9 +612,9 @@ func (t *Twin) onEphemeral(sport, dport uint16) bool {
 	if t.hasEphemeralPort(sport) {
 		ek := ephemeralKey(t.src, t.dst, sport)
 		if ev := t.ephemeral.get(&ek); ev != nil {
-			service := ev.Service
+			service := ev.service
 			t.countService(service, dirNone)
-			if v := t.exchangeIP(service, t.src, t.dst); v != nil {
+			if v := t.exchangeIPFrom(service, t.src, t.dst, &ev.exchange); v != nil {
 				v.Followups++
 			}
 			return true
@@ -631,7 +650,7 @@ func (t *Twin) onUDPOther(uh []byte, sport, dport uint16) {
 	if t.flows.get(&fwd) != nil {
 		return
 	}
-	if _, ok := t.flows.insert(&fwd, PortwatchFlowValue{SeenNs: t.now}); ok {
+	if t.flows.insert(&fwd, PortwatchFlowValue{SeenNs: t.now}) >= 0 {
 		t.count(PortwatchParseCounterPC_FLOW_NEW)
 	} else {
 		t.count(PortwatchParseCounterPC_MAP_UPDATE_FAILED)
@@ -658,13 +677,14 @@ func (t *Twin) onUDP(uh []byte) {
 	}
 
 	if r.dir == dirRequest {
-		if v := t.exchangeIP(r.service, t.src, t.dst); v != nil {
+		var hint uint32
+		if v := t.exchangeIPFrom(r.service, t.src, t.dst, &hint); v != nil {
 			v.Attempts++
 		}
 		if r.flags&PortwatchPortFlagsPORT_EPHEMERAL_REPLY != 0 {
 			ek := ephemeralKey(t.src, t.dst, sport)
 			if t.ephemeral.get(&ek) == nil {
-				if _, ok := t.ephemeral.insert(&ek, PortwatchEphemeralValue{Service: r.service}); ok {
+				if t.ephemeral.insert(&ek, ephemeralValue{service: r.service, exchange: hint}) >= 0 {
 					t.ephemeralPorts[sport/64] |= 1 << (sport % 64)
 					t.count(PortwatchParseCounterPC_EPHEMERAL_NEW)
 				} else {
@@ -751,7 +771,7 @@ func (t *Twin) onUnreachable(proto uint8, isrc, idst addr, il4 []byte, cls unrea
 	if proto == ipProtoUDP {
 		ek := ephemeralKey(idst, isrc, idport)
 		if ev := t.ephemeral.get(&ek); ev != nil {
-			if v := t.exchangeIP(ev.Service, idst, isrc); v != nil {
+			if v := t.exchangeIPFrom(ev.service, idst, isrc, &ev.exchange); v != nil {
 				v.ReturnBlocked++
 			}
 			return
