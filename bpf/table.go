@@ -28,15 +28,18 @@ func (a addr) bytes() (b [16]uint8) {
 	return b
 }
 
-// tableKey is the key of every bounded table: two addresses and up to four
-// bytes of ports, service, kind or protocol (each table says which).
+// tableKey is the key of every bounded table: two addresses and a tail of
+// ports, service, kind or protocol (each table says which). The tables take
+// a key as its three parts, never as a tableKey: a 40-byte struct is too big
+// for the compiler to keep in registers, and one built on the stack and read
+// back costs more than the hash.
 type tableKey struct {
 	a, b addr
-	tail uint32
+	tail uint64
 }
 
-func (k *tableKey) equal(o *tableKey) bool {
-	return (k.a.hi^o.a.hi)|(k.a.lo^o.a.lo)|(k.b.hi^o.b.hi)|(k.b.lo^o.b.lo)|uint64(k.tail^o.tail) == 0
+func (k *tableKey) equal(a, b addr, tail uint64) bool {
+	return (k.a.hi^a.hi)|(k.a.lo^a.lo)|(k.b.hi^b.hi)|(k.b.lo^b.lo)|(k.tail^tail) == 0
 }
 
 // boundedMap is a hash table with the kernel LRU map's bound: when full, the
@@ -89,14 +92,14 @@ func mix(x, y uint64) uint64 {
 	return hi ^ lo
 }
 
-func hashKey(k *tableKey, s *[5]uint64) uint64 {
-	h := mix(k.a.hi^s[0], k.a.lo^s[1]) ^ mix(k.b.hi^s[2], k.b.lo^s[3])
-	return mix(h^uint64(k.tail), s[4])
+func hashKey(a, b addr, tail uint64, s *[5]uint64) uint64 {
+	h := mix(a.hi^s[0], a.lo^s[1]) ^ mix(b.hi^s[2], b.lo^s[3])
+	return mix(h^tail, s[4])
 }
 
-// find is the position of key k, or -1.
-func (b *boundedMap[V]) find(k *tableKey) int {
-	h := hashKey(k, &b.seed)
+// find is the position of key (a, b, tail), or -1.
+func (b *boundedMap[V]) find(ka, kb addr, tail uint64) int {
+	h := hashKey(ka, kb, tail, &b.seed)
 	tag := h << 32
 	mask := uint64(len(b.slots) - 1)
 	for i := h >> b.shift; ; i = (i + 1) & mask {
@@ -105,7 +108,7 @@ func (b *boundedMap[V]) find(k *tableKey) int {
 			return -1
 		}
 		if s&0xffffffff00000000 == tag {
-			if pos := int(uint32(s) - 1); b.entries[pos].key.equal(k) {
+			if pos := int(uint32(s) - 1); b.entries[pos].key.equal(ka, kb, tail) {
 				return pos
 			}
 		}
@@ -114,15 +117,15 @@ func (b *boundedMap[V]) find(k *tableKey) int {
 
 // findFrom is find for a key last seen at position hint: while the entry
 // has not moved, one comparison instead of a hash and a probe.
-func (b *boundedMap[V]) findFrom(k *tableKey, hint uint32) int {
-	if hint < uint32(len(b.entries)) && b.entries[hint].key.equal(k) {
+func (b *boundedMap[V]) findFrom(ka, kb addr, tail uint64, hint uint32) int {
+	if hint < uint32(len(b.entries)) && b.entries[hint].key.equal(ka, kb, tail) {
 		return int(hint)
 	}
-	return b.find(k)
+	return b.find(ka, kb, tail)
 }
 
-func (b *boundedMap[V]) get(k *tableKey) *V {
-	if i := b.find(k); i >= 0 {
+func (b *boundedMap[V]) get(ka, kb addr, tail uint64) *V {
+	if i := b.find(ka, kb, tail); i >= 0 {
 		return &b.entries[i].val
 	}
 	return nil
@@ -133,7 +136,7 @@ func (b *boundedMap[V]) at(i int) *V { return &b.entries[i].val }
 
 // insert adds an entry whose key is not in the table and returns its
 // position; -1 if the table holds nothing at all (a bound of zero).
-func (b *boundedMap[V]) insert(k *tableKey, v V) int {
+func (b *boundedMap[V]) insert(ka, kb addr, tail uint64, v V) int {
 	if b.max <= 0 {
 		return -1
 	}
@@ -143,14 +146,14 @@ func (b *boundedMap[V]) insert(k *tableKey, v V) int {
 	if 2*(len(b.entries)+1) > len(b.slots) {
 		b.resize(2 * len(b.slots))
 	}
-	b.entries = append(b.entries, tableEntry[V]{*k, v})
-	b.place(k, uint64(len(b.entries)))
+	b.entries = append(b.entries, tableEntry[V]{tableKey{ka, kb, tail}, v})
+	b.place(&b.entries[len(b.entries)-1].key, uint64(len(b.entries)))
 	return len(b.entries) - 1
 }
 
 // place puts position+1 pos of key k in the index.
 func (b *boundedMap[V]) place(k *tableKey, pos uint64) {
-	h := hashKey(k, &b.seed)
+	h := hashKey(k.a, k.b, k.tail, &b.seed)
 	mask := uint64(len(b.slots) - 1)
 	i := h >> b.shift
 	for b.slots[i] != 0 {

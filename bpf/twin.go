@@ -18,7 +18,7 @@ type Twin struct {
 	ports    [PortSlots]PortwatchPortEntry
 	services [catalog.MaxServiceID + 1]PortwatchServiceCounters
 	parse    PortwatchParseCounters
-	// The tables key as the kernel's maps do (see the *Key functions):
+	// The tables key as the kernel's maps do (see exchangeTail):
 	// exchanges and ephemeral by client and server, unexpected by server,
 	// flows by source and destination.
 	exchanges  boundedMap[PortwatchExchangeValue]
@@ -404,24 +404,20 @@ func (t *Twin) countService(service uint16, dir direction) *PortwatchServiceCoun
 	return sc
 }
 
-// exchangeKey is struct exchange_key: client, server, service and kind.
-func exchangeKey(service uint16, kind PortwatchExchangeKind, client, server addr) tableKey {
-	return tableKey{a: client, b: server, tail: uint32(service) | uint32(kind)<<16}
+// The tables' keys are the C structs': exchange_key is (client, server,
+// exchangeTail), ephemeral_key (client, server, client port), unexpected_key
+// (server, zero, unexpectedTail), flow_key (source, destination, flowTail).
+
+func exchangeTail(service uint16, kind PortwatchExchangeKind) uint64 {
+	return uint64(service) | uint64(kind)<<16
 }
 
-// ephemeralKey is struct ephemeral_key: client, server, client port.
-func ephemeralKey(client, server addr, clientPort uint16) tableKey {
-	return tableKey{a: client, b: server, tail: uint32(clientPort)}
+func unexpectedTail(port uint16, proto uint8) uint64 {
+	return uint64(port) | uint64(proto)<<16
 }
 
-// unexpectedKey is struct unexpected_key: server, port, protocol.
-func unexpectedKey(server addr, port uint16, proto uint8) tableKey {
-	return tableKey{a: server, tail: uint32(port) | uint32(proto)<<16}
-}
-
-// flowKey is struct flow_key: source, destination, their ports.
-func flowKey(src, dst addr, sport, dport uint16) tableKey {
-	return tableKey{a: src, b: dst, tail: uint32(sport) | uint32(dport)<<16}
+func flowTail(sport, dport uint16) uint64 {
+	return uint64(sport) | uint64(dport)<<16
 }
 
 // ephemeralValue is struct ephemeral_value, and where the exchange of the
@@ -432,16 +428,16 @@ type ephemeralValue struct {
 	exchange uint32 // a position in t.exchanges, checked against the key
 }
 
-// exchangeTouch finds or creates the exchange k; hint is where it may be,
-// and is updated to where it is.
-func (t *Twin) exchangeTouch(k *tableKey, hint *uint32) (v *PortwatchExchangeValue, created bool) {
-	if i := t.exchanges.findFrom(k, *hint); i >= 0 {
+// exchangeTouch finds or creates an exchange; hint is where it may be, and
+// is updated to where it is.
+func (t *Twin) exchangeTouch(client, server addr, tail uint64, hint *uint32) (v *PortwatchExchangeValue, created bool) {
+	if i := t.exchanges.findFrom(client, server, tail, *hint); i >= 0 {
 		*hint = uint32(i)
 		v = t.exchanges.at(i)
 		v.LastNs = t.now
 		return v, false
 	}
-	i := t.exchanges.insert(k, PortwatchExchangeValue{FirstNs: t.now, LastNs: t.now})
+	i := t.exchanges.insert(client, server, tail, PortwatchExchangeValue{FirstNs: t.now, LastNs: t.now})
 	if i < 0 {
 		t.count(PortwatchParseCounterPC_MAP_UPDATE_FAILED)
 		return nil, false
@@ -457,16 +453,15 @@ func (t *Twin) exchangeIP(service uint16, client, server addr) *PortwatchExchang
 }
 
 func (t *Twin) exchangeIPFrom(service uint16, client, server addr, hint *uint32) *PortwatchExchangeValue {
-	k := exchangeKey(service, PortwatchExchangeKindEXCHANGE_IP, client, server)
-	v, _ := t.exchangeTouch(&k, hint)
+	v, _ := t.exchangeTouch(client, server, exchangeTail(service, PortwatchExchangeKindEXCHANGE_IP), hint)
 	return v
 }
 
 func (t *Twin) recordUnexpected(proto uint8, server addr, port uint16, client addr) {
-	k := unexpectedKey(server, port, proto)
-	v := t.unexpected.get(&k)
+	tail := unexpectedTail(port, proto)
+	v := t.unexpected.get(server, addr{}, tail)
 	if v == nil {
-		i := t.unexpected.insert(&k, PortwatchUnexpectedValue{FirstNs: t.now})
+		i := t.unexpected.insert(server, addr{}, tail, PortwatchUnexpectedValue{FirstNs: t.now})
 		if i < 0 {
 			t.count(PortwatchParseCounterPC_MAP_UPDATE_FAILED)
 			return
@@ -579,9 +574,8 @@ func (t *Twin) onDHCP(payload []byte, service uint16, portDir direction) {
 	// of the key's client address.
 	chaddr := payload[28:34]
 	mac := addr{hi: uint64(binary.LittleEndian.Uint32(chaddr[0:4])) | uint64(binary.LittleEndian.Uint16(chaddr[4:6]))<<32}
-	k := exchangeKey(service, PortwatchExchangeKindEXCHANGE_DHCP, mac, addr{})
 	var hint uint32
-	v, created := t.exchangeTouch(&k, &hint)
+	v, created := t.exchangeTouch(mac, addr{}, exchangeTail(service, PortwatchExchangeKindEXCHANGE_DHCP), &hint)
 	if v == nil {
 		return
 	}
@@ -599,8 +593,7 @@ func (t *Twin) onDHCP(payload []byte, service uint16, portDir direction) {
 // port with no bit in ephemeralPorts is in no key: its lookup is skipped.
 func (t *Twin) onEphemeral(sport, dport uint16) bool {
 	if t.hasEphemeralPort(dport) {
-		ek := ephemeralKey(t.dst, t.src, dport)
-		if ev := t.ephemeral.get(&ek); ev != nil {
+		if ev := t.ephemeral.get(t.dst, t.src, uint64(dport)); ev != nil {
 			service := ev.service
 			t.countService(service, dirReply)
 			if v := t.exchangeIPFrom(service, t.dst, t.src, &ev.exchange); v != nil {
@@ -610,8 +603,7 @@ func (t *Twin) onEphemeral(sport, dport uint16) bool {
 		}
 	}
 	if t.hasEphemeralPort(sport) {
-		ek := ephemeralKey(t.src, t.dst, sport)
-		if ev := t.ephemeral.get(&ek); ev != nil {
+		if ev := t.ephemeral.get(t.src, t.dst, uint64(sport)); ev != nil {
 			service := ev.service
 			t.countService(service, dirNone)
 			if v := t.exchangeIPFrom(service, t.src, t.dst, &ev.exchange); v != nil {
@@ -641,16 +633,15 @@ func (t *Twin) onUDPOther(uh []byte, sport, dport uint16) {
 		return
 	}
 
-	back := flowKey(t.dst, t.src, dport, sport)
-	if t.flows.get(&back) != nil {
+	if t.flows.get(t.dst, t.src, flowTail(dport, sport)) != nil {
 		t.recordUnexpected(ipProtoUDP, t.src, sport, t.dst)
 		return
 	}
-	fwd := flowKey(t.src, t.dst, sport, dport)
-	if t.flows.get(&fwd) != nil {
+	fwd := flowTail(sport, dport)
+	if t.flows.get(t.src, t.dst, fwd) != nil {
 		return
 	}
-	if t.flows.insert(&fwd, PortwatchFlowValue{SeenNs: t.now}) >= 0 {
+	if t.flows.insert(t.src, t.dst, fwd, PortwatchFlowValue{SeenNs: t.now}) >= 0 {
 		t.count(PortwatchParseCounterPC_FLOW_NEW)
 	} else {
 		t.count(PortwatchParseCounterPC_MAP_UPDATE_FAILED)
@@ -682,9 +673,8 @@ func (t *Twin) onUDP(uh []byte) {
 			v.Attempts++
 		}
 		if r.flags&PortwatchPortFlagsPORT_EPHEMERAL_REPLY != 0 {
-			ek := ephemeralKey(t.src, t.dst, sport)
-			if t.ephemeral.get(&ek) == nil {
-				if t.ephemeral.insert(&ek, ephemeralValue{service: r.service, exchange: hint}) >= 0 {
+			if t.ephemeral.get(t.src, t.dst, uint64(sport)) == nil {
+				if t.ephemeral.insert(t.src, t.dst, uint64(sport), ephemeralValue{service: r.service, exchange: hint}) >= 0 {
 					t.ephemeralPorts[sport/64] |= 1 << (sport % 64)
 					t.count(PortwatchParseCounterPC_EPHEMERAL_NEW)
 				} else {
@@ -769,8 +759,7 @@ func (t *Twin) onUnreachable(proto uint8, isrc, idst addr, il4 []byte, cls unrea
 		}
 	}
 	if proto == ipProtoUDP {
-		ek := ephemeralKey(idst, isrc, idport)
-		if ev := t.ephemeral.get(&ek); ev != nil {
+		if ev := t.ephemeral.get(idst, isrc, uint64(idport)); ev != nil {
 			if v := t.exchangeIPFrom(ev.service, idst, isrc, &ev.exchange); v != nil {
 				v.ReturnBlocked++
 			}
