@@ -49,19 +49,20 @@ func (k *tableKey) equal(a, b addr, tail uint64) bool {
 // Entries live in one slice, in insertion order; an open-addressing index
 // (linear probing, at most half full) points into it. A slot holds the
 // entry's position + 1 and the low 32 bits of its hash (the top bits pick
-// the home slot), so that a probe reads an entry only when they match. There is no per-entry allocation and
-// nothing to delete one at a time: eviction compacts the entries and
-// rebuilds the index, an eighth of the bound at once.
+// the home slot), so that a probe reads an entry only when they match.
+// There is no per-entry allocation and nothing to delete one at a time:
+// eviction compacts the entries and rebuilds the index, an eighth of the
+// bound at once.
 //
-// A pointer from get or insert is good until the next insert; a position
-// (find) until the next eviction, and findFrom checks it against the key.
+// A pointer from get or at is good until the next insert; a position (find,
+// insert) until the next eviction, and findFrom checks it against the key.
 type boundedMap[V any] struct {
 	slots   []uint64
 	shift   uint // 64 - log2(len(slots)): the hash's top bits pick the home slot
 	entries []tableEntry[V]
 	max     int
-	// lastSeen is an entry's age for eviction; nil: evict the oldest
-	// inserted (the kernel's LRU has no better idea of such a table).
+	// lastSeen is an entry's age for eviction; nil: the table keeps no
+	// age, and the first inserted go.
 	lastSeen func(*V) uint64
 	// seed keys the hash: a capture cannot be crafted to collide.
 	seed [5]uint64
