@@ -758,7 +758,7 @@ func (t *Twin) onUnreachable(proto uint8, isrc, idst addr, il4 []byte, cls unrea
 			return
 		}
 	}
-	if proto == ipProtoUDP {
+	if proto == ipProtoUDP && t.hasEphemeralPort(idport) {
 		if ev := t.ephemeral.get(idst, isrc, uint64(idport)); ev != nil {
 			if v := t.exchangeIPFrom(ev.service, idst, isrc, &ev.exchange); v != nil {
 				v.ReturnBlocked++
