@@ -3,7 +3,6 @@ package bpf
 import (
 	"encoding/binary"
 	"net/netip"
-	"slices"
 	"time"
 
 	"portwatch/catalog"
@@ -16,13 +15,16 @@ import (
 //
 // A Twin is not safe for concurrent use.
 type Twin struct {
-	ports      [PortSlots]PortwatchPortEntry
-	services   [catalog.MaxServiceID + 1]PortwatchServiceCounters
-	parse      PortwatchParseCounters
-	exchanges  boundedMap[PortwatchExchangeKey, PortwatchExchangeValue]
-	ephemeral  boundedMap[PortwatchEphemeralKey, PortwatchEphemeralValue]
-	unexpected boundedMap[PortwatchUnexpectedKey, PortwatchUnexpectedValue]
-	flows      boundedMap[PortwatchFlowKey, PortwatchFlowValue]
+	ports    [PortSlots]PortwatchPortEntry
+	services [catalog.MaxServiceID + 1]PortwatchServiceCounters
+	parse    PortwatchParseCounters
+	// The tables key as the kernel's maps do (see exchangeTail):
+	// exchanges and ephemeral by client and server, unexpected by server,
+	// flows by source and destination.
+	exchanges  boundedMap[PortwatchExchangeValue]
+	ephemeral  boundedMap[ephemeralValue]
+	unexpected boundedMap[PortwatchUnexpectedValue]
+	flows      boundedMap[PortwatchFlowValue]
 	// ephemeralPorts has a bit for every client port that a remembered
 	// TFTP-style request came from (never cleared: a stale bit only costs
 	// a map lookup). Most UDP on no catalog port has none, and skips the
@@ -34,10 +36,13 @@ type Twin struct {
 	// sends through learn_events).
 	learn func(src, dst netip.Addr, sport, dport uint16, payload []byte)
 
-	// The packet being parsed.
+	// The packet being parsed. src and dst are filled by loadAddrs, only
+	// for packets that change state.
 	now      uint64
 	len      uint64
-	src, dst [16]uint8
+	l3       []byte // the IPv4 or IPv6 header
+	v6       bool
+	src, dst addr
 	lastTime time.Time
 }
 
@@ -67,10 +72,10 @@ func NewTwin(cat *catalog.Catalog, cfg TwinConfig) *Twin {
 		cfg.MaxFlows = DefaultTwinConfig.MaxFlows
 	}
 	t := &Twin{
-		exchanges:  newBoundedMap[PortwatchExchangeKey, PortwatchExchangeValue](cfg.MaxExchanges, func(v *PortwatchExchangeValue) uint64 { return v.LastNs }),
-		ephemeral:  newBoundedMap[PortwatchEphemeralKey, PortwatchEphemeralValue](cfg.MaxEphemeral, nil),
-		unexpected: newBoundedMap[PortwatchUnexpectedKey, PortwatchUnexpectedValue](cfg.MaxUnexpected, func(v *PortwatchUnexpectedValue) uint64 { return v.LastNs }),
-		flows:      newBoundedMap[PortwatchFlowKey, PortwatchFlowValue](cfg.MaxFlows, func(v *PortwatchFlowValue) uint64 { return v.SeenNs }),
+		exchanges:  newBoundedMap(cfg.MaxExchanges, func(v *PortwatchExchangeValue) uint64 { return v.LastNs }),
+		ephemeral:  newBoundedMap[ephemeralValue](cfg.MaxEphemeral, nil),
+		unexpected: newBoundedMap(cfg.MaxUnexpected, func(v *PortwatchUnexpectedValue) uint64 { return v.LastNs }),
+		flows:      newBoundedMap(cfg.MaxFlows, func(v *PortwatchFlowValue) uint64 { return v.SeenNs }),
 	}
 	t.SetCatalog(cat)
 	return t
@@ -157,6 +162,10 @@ const (
 	ipProtoICMPv6   = 58
 	ipProtoDstOpts  = 60
 
+	tcpSYN = 0x02
+	tcpRST = 0x04
+	tcpACK = 0x10
+
 	tftpData  = 3
 	tftpError = 5
 
@@ -187,11 +196,6 @@ func (t *Twin) network(proto uint16, pkt []byte) {
 	}
 }
 
-func mapV4(out *[16]uint8, b []byte) {
-	*out = [16]uint8{10: 0xff, 11: 0xff}
-	copy(out[12:], b[:4])
-}
-
 func (t *Twin) onIPv4(p []byte) {
 	if len(p) < 20 {
 		t.count(PortwatchParseCounterPC_TRUNC_IPV4)
@@ -218,8 +222,7 @@ func (t *Twin) onIPv4(p []byte) {
 	if frag&0x2000 != 0 {
 		t.count(PortwatchParseCounterPC_FRAG_FIRST)
 	}
-	mapV4(&t.src, p[12:16])
-	mapV4(&t.dst, p[16:20])
+	t.l3, t.v6 = p, false
 	t.onL4(p[9], p[hlen:], false)
 }
 
@@ -273,8 +276,7 @@ func (t *Twin) onIPv6(p []byte) {
 		t.count(PortwatchParseCounterPC_IPV6EXT_TOO_DEEP)
 		return
 	}
-	copy(t.src[:], p[8:24])
-	copy(t.dst[:], p[24:40])
+	t.l3, t.v6 = p, true
 	// An extension header may claim more than the packet holds: the L4
 	// parsers then see nothing and count it truncated, as the C does.
 	var l4 []byte
@@ -312,6 +314,17 @@ func (t *Twin) onL4(proto uint8, l4 []byte, v6 bool) {
 		t.onICMP6(l4)
 	default:
 		t.count(PortwatchParseCounterPC_OTHER_L4)
+	}
+}
+
+// loadAddrs copies the packet's addresses into t.src and t.dst.
+func (t *Twin) loadAddrs() {
+	if t.v6 {
+		t.src = addrFrom16(t.l3[8:24])
+		t.dst = addrFrom16(t.l3[24:40])
+	} else {
+		t.src = addrFrom4(t.l3[12:16])
+		t.dst = addrFrom4(t.l3[16:20])
 	}
 }
 
@@ -391,47 +404,94 @@ func (t *Twin) countService(service uint16, dir direction) *PortwatchServiceCoun
 	return sc
 }
 
-func (t *Twin) exchangeTouch(k PortwatchExchangeKey) (v *PortwatchExchangeValue, created bool) {
-	if v := t.exchanges.get(k); v != nil {
+// The tables' keys are the C structs': exchange_key is (client, server,
+// exchangeTail), ephemeral_key (client, server, client port), unexpected_key
+// (server, zero, unexpectedTail), flow_key (source, destination, flowTail).
+
+func exchangeTail(service uint16, kind PortwatchExchangeKind) uint64 {
+	return uint64(service) | uint64(kind)<<16
+}
+
+func unexpectedTail(port uint16, proto uint8) uint64 {
+	return uint64(port) | uint64(proto)<<16
+}
+
+func flowTail(sport, dport uint16) uint64 {
+	return uint64(sport) | uint64(dport)<<16
+}
+
+// ephemeralValue is struct ephemeral_value, and where the exchange of the
+// request was last found in the exchanges table: the transfer that follows
+// finds it again without a hash.
+type ephemeralValue struct {
+	service  uint16
+	exchange uint32 // a position in t.exchanges, checked against the key
+}
+
+// exchangeTouch finds or creates an exchange; hint is where it may be, and
+// is updated to where it is.
+func (t *Twin) exchangeTouch(client, server addr, tail uint64, hint *uint32) (v *PortwatchExchangeValue, created bool) {
+	if i := t.exchanges.findFrom(client, server, tail, *hint); i >= 0 {
+		*hint = uint32(i)
+		v = t.exchanges.at(i)
 		v.LastNs = t.now
 		return v, false
 	}
-	v, ok := t.exchanges.insert(k, PortwatchExchangeValue{FirstNs: t.now, LastNs: t.now})
-	if !ok {
+	i := t.exchanges.insert(client, server, tail, PortwatchExchangeValue{FirstNs: t.now, LastNs: t.now})
+	if i < 0 {
 		t.count(PortwatchParseCounterPC_MAP_UPDATE_FAILED)
 		return nil, false
 	}
+	*hint = uint32(i)
 	t.count(PortwatchParseCounterPC_EXCHANGE_NEW)
-	return v, true
+	return t.exchanges.at(i), true
 }
 
-func (t *Twin) exchangeIP(service uint16, client, server *[16]uint8) *PortwatchExchangeValue {
-	v, _ := t.exchangeTouch(PortwatchExchangeKey{Client: *client, Server: *server, Service: service, Kind: uint8(PortwatchExchangeKindEXCHANGE_IP)})
+func (t *Twin) exchangeIP(service uint16, client, server addr) *PortwatchExchangeValue {
+	var hint uint32
+	return t.exchangeIPFrom(service, client, server, &hint)
+}
+
+func (t *Twin) exchangeIPFrom(service uint16, client, server addr, hint *uint32) *PortwatchExchangeValue {
+	v, _ := t.exchangeTouch(client, server, exchangeTail(service, PortwatchExchangeKindEXCHANGE_IP), hint)
 	return v
 }
 
-func (t *Twin) recordUnexpected(proto uint8, server *[16]uint8, port uint16, client *[16]uint8) {
-	k := PortwatchUnexpectedKey{Server: *server, Port: port, Proto: proto}
-	v := t.unexpected.get(k)
+func (t *Twin) recordUnexpected(proto uint8, server addr, port uint16, client addr) {
+	tail := unexpectedTail(port, proto)
+	v := t.unexpected.get(server, addr{}, tail)
 	if v == nil {
-		var ok bool
-		v, ok = t.unexpected.insert(k, PortwatchUnexpectedValue{FirstNs: t.now})
-		if !ok {
+		i := t.unexpected.insert(server, addr{}, tail, PortwatchUnexpectedValue{FirstNs: t.now})
+		if i < 0 {
 			t.count(PortwatchParseCounterPC_MAP_UPDATE_FAILED)
 			return
 		}
+		v = t.unexpected.at(i)
 		t.count(PortwatchParseCounterPC_UNEXPECTED_NEW)
 	}
 	v.LastNs = t.now
 	v.Answers++
-	v.Client = *client
+	v.Client = client.bytes()
 }
 
 func (t *Twin) onTCP(th []byte) {
 	sport := binary.BigEndian.Uint16(th[0:2])
 	dport := binary.BigEndian.Uint16(th[2:4])
 	flags := th[13]
-	syn, ack, rst := flags&0x02 != 0, flags&0x10 != 0, flags&0x04 != 0
+
+	// The commonest packet by far, an established connection's segment,
+	// changes no exchange: count it by service and leave.
+	if flags&(tcpSYN|tcpRST) == 0 {
+		r := t.resolve(PortwatchProtoSlotSLOT_TCP, sport, dport)
+		t.countService(r.service, r.dir)
+		if r.dir == dirNone {
+			t.count(PortwatchParseCounterPC_NON_CATALOG)
+		}
+		return
+	}
+
+	t.loadAddrs()
+	syn, ack, rst := flags&tcpSYN != 0, flags&tcpACK != 0, flags&tcpRST != 0
 	var r resolved
 	switch {
 	case syn && !ack:
@@ -463,14 +523,14 @@ func (t *Twin) onTCP(th []byte) {
 	if r.dir == dirNone {
 		t.count(PortwatchParseCounterPC_NON_CATALOG)
 		if syn && ack {
-			t.recordUnexpected(ipProtoTCP, &t.src, sport, &t.dst)
+			t.recordUnexpected(ipProtoTCP, t.src, sport, t.dst)
 		}
 		return
 	}
 
 	switch {
 	case syn && !ack:
-		v := t.exchangeIP(r.service, &t.src, &t.dst)
+		v := t.exchangeIP(r.service, t.src, t.dst)
 		if v == nil {
 			return
 		}
@@ -483,11 +543,11 @@ func (t *Twin) onTCP(th []byte) {
 			v.LastSeq = seq
 		}
 	case syn && ack:
-		if v := t.exchangeIP(r.service, &t.dst, &t.src); v != nil {
+		if v := t.exchangeIP(r.service, t.dst, t.src); v != nil {
 			v.Answers++
 		}
 	case rst && r.dir == dirReply:
-		if v := t.exchangeIP(r.service, &t.dst, &t.src); v != nil {
+		if v := t.exchangeIP(r.service, t.dst, t.src); v != nil {
 			v.Resets++
 		}
 	}
@@ -510,9 +570,12 @@ func (t *Twin) onDHCP(payload []byte, service uint16, portDir direction) {
 	if dir == dirNone {
 		return
 	}
-	k := PortwatchExchangeKey{Service: service, Kind: uint8(PortwatchExchangeKindEXCHANGE_DHCP)}
-	copy(k.Client[:6], payload[28:34])
-	v, created := t.exchangeTouch(k)
+	// The client is its hardware address, chaddr[6], in the first bytes
+	// of the key's client address.
+	chaddr := payload[28:34]
+	mac := addr{hi: uint64(binary.LittleEndian.Uint32(chaddr[0:4])) | uint64(binary.LittleEndian.Uint16(chaddr[4:6]))<<32}
+	var hint uint32
+	v, created := t.exchangeTouch(mac, addr{}, exchangeTail(service, PortwatchExchangeKindEXCHANGE_DHCP), &hint)
 	if v == nil {
 		return
 	}
@@ -526,25 +589,28 @@ func (t *Twin) onDHCP(payload []byte, service uint16, portDir direction) {
 }
 
 // onEphemeral handles an answer from a TFTP-style server's new port, or the
-// client's packets back to it; false when the datagram is neither.
+// client's packets back to it; false when the datagram is neither. A client
+// port with no bit in ephemeralPorts is in no key: its lookup is skipped.
 func (t *Twin) onEphemeral(sport, dport uint16) bool {
-	ek := PortwatchEphemeralKey{Client: t.dst, Server: t.src, ClientPort: dport}
-	if ev := t.ephemeral.get(ek); ev != nil {
-		service := ev.Service
-		t.countService(service, dirReply)
-		if v := t.exchangeIP(service, &t.dst, &t.src); v != nil {
-			v.Answers++
+	if t.hasEphemeralPort(dport) {
+		if ev := t.ephemeral.get(t.dst, t.src, uint64(dport)); ev != nil {
+			service := ev.service
+			t.countService(service, dirReply)
+			if v := t.exchangeIPFrom(service, t.dst, t.src, &ev.exchange); v != nil {
+				v.Answers++
+			}
+			return true
 		}
-		return true
 	}
-	ek = PortwatchEphemeralKey{Client: t.src, Server: t.dst, ClientPort: sport}
-	if ev := t.ephemeral.get(ek); ev != nil {
-		service := ev.Service
-		t.countService(service, dirNone)
-		if v := t.exchangeIP(service, &t.src, &t.dst); v != nil {
-			v.Followups++
+	if t.hasEphemeralPort(sport) {
+		if ev := t.ephemeral.get(t.src, t.dst, uint64(sport)); ev != nil {
+			service := ev.service
+			t.countService(service, dirNone)
+			if v := t.exchangeIPFrom(service, t.src, t.dst, &ev.exchange); v != nil {
+				v.Followups++
+			}
+			return true
 		}
-		return true
 	}
 	return false
 }
@@ -554,10 +620,8 @@ func (t *Twin) hasEphemeralPort(port uint16) bool {
 }
 
 func (t *Twin) onUDPOther(uh []byte, sport, dport uint16) {
-	if t.hasEphemeralPort(dport) || t.hasEphemeralPort(sport) {
-		if t.onEphemeral(sport, dport) {
-			return
-		}
+	if t.onEphemeral(sport, dport) {
+		return
 	}
 
 	t.countService(0, dirNone)
@@ -569,16 +633,15 @@ func (t *Twin) onUDPOther(uh []byte, sport, dport uint16) {
 		return
 	}
 
-	back := PortwatchFlowKey{Src: t.dst, Dst: t.src, Sport: dport, Dport: sport}
-	if t.flows.get(back) != nil {
-		t.recordUnexpected(ipProtoUDP, &t.src, sport, &t.dst)
+	if t.flows.get(t.dst, t.src, flowTail(dport, sport)) != nil {
+		t.recordUnexpected(ipProtoUDP, t.src, sport, t.dst)
 		return
 	}
-	fwd := PortwatchFlowKey{Src: t.src, Dst: t.dst, Sport: sport, Dport: dport}
-	if t.flows.get(fwd) != nil {
+	fwd := flowTail(sport, dport)
+	if t.flows.get(t.src, t.dst, fwd) != nil {
 		return
 	}
-	if _, ok := t.flows.insert(fwd, PortwatchFlowValue{SeenNs: t.now}); ok {
+	if t.flows.insert(t.src, t.dst, fwd, PortwatchFlowValue{SeenNs: t.now}) >= 0 {
 		t.count(PortwatchParseCounterPC_FLOW_NEW)
 	} else {
 		t.count(PortwatchParseCounterPC_MAP_UPDATE_FAILED)
@@ -590,6 +653,7 @@ func (t *Twin) onUDP(uh []byte) {
 	dport := binary.BigEndian.Uint16(uh[2:4])
 	r := t.resolve(PortwatchProtoSlotSLOT_UDP, sport, dport)
 
+	t.loadAddrs()
 	if r.dir == dirNone {
 		t.onUDPOther(uh, sport, dport)
 		return
@@ -600,17 +664,17 @@ func (t *Twin) onUDP(uh []byte) {
 	}
 	t.countService(r.service, r.dir)
 	if r.flags&PortwatchPortFlagsPORT_PORTMAPPER != 0 && t.learn != nil {
-		t.learn(Addr(t.src), Addr(t.dst), sport, dport, udpPayload(uh))
+		t.learn(Addr(t.src.bytes()), Addr(t.dst.bytes()), sport, dport, udpPayload(uh))
 	}
 
 	if r.dir == dirRequest {
-		if v := t.exchangeIP(r.service, &t.src, &t.dst); v != nil {
+		var hint uint32
+		if v := t.exchangeIPFrom(r.service, t.src, t.dst, &hint); v != nil {
 			v.Attempts++
 		}
 		if r.flags&PortwatchPortFlagsPORT_EPHEMERAL_REPLY != 0 {
-			ek := PortwatchEphemeralKey{Client: t.src, Server: t.dst, ClientPort: sport}
-			if t.ephemeral.get(ek) == nil {
-				if _, ok := t.ephemeral.insert(ek, PortwatchEphemeralValue{Service: r.service}); ok {
+			if t.ephemeral.get(t.src, t.dst, uint64(sport)) == nil {
+				if t.ephemeral.insert(t.src, t.dst, uint64(sport), ephemeralValue{service: r.service, exchange: hint}) >= 0 {
 					t.ephemeralPorts[sport/64] |= 1 << (sport % 64)
 					t.count(PortwatchParseCounterPC_EPHEMERAL_NEW)
 				} else {
@@ -618,7 +682,7 @@ func (t *Twin) onUDP(uh []byte) {
 				}
 			}
 		}
-	} else if v := t.exchangeIP(r.service, &t.dst, &t.src); v != nil {
+	} else if v := t.exchangeIP(r.service, t.dst, t.src); v != nil {
 		v.Answers++
 	}
 }
@@ -640,7 +704,7 @@ const (
 	unreachOther
 )
 
-func (t *Twin) onUnreachable(proto uint8, isrc, idst *[16]uint8, il4 []byte, cls unreachableClass) {
+func (t *Twin) onUnreachable(proto uint8, isrc, idst addr, il4 []byte, cls unreachableClass) {
 	if len(il4) < 4 {
 		t.count(PortwatchParseCounterPC_TRUNC_ICMP_INNER)
 		return
@@ -694,10 +758,9 @@ func (t *Twin) onUnreachable(proto uint8, isrc, idst *[16]uint8, il4 []byte, cls
 			return
 		}
 	}
-	if proto == ipProtoUDP {
-		ek := PortwatchEphemeralKey{Client: *idst, Server: *isrc, ClientPort: idport}
-		if ev := t.ephemeral.get(ek); ev != nil {
-			if v := t.exchangeIP(ev.Service, idst, isrc); v != nil {
+	if proto == ipProtoUDP && t.hasEphemeralPort(idport) {
+		if ev := t.ephemeral.get(idst, isrc, uint64(idport)); ev != nil {
+			if v := t.exchangeIPFrom(ev.service, idst, isrc, &ev.exchange); v != nil {
 				v.ReturnBlocked++
 			}
 			return
@@ -737,14 +800,11 @@ func (t *Twin) onICMP4(ic []byte) {
 		t.count(PortwatchParseCounterPC_ICMP_UNMATCHED)
 		return
 	}
-	var isrc, idst [16]uint8
-	mapV4(&isrc, iip[12:16])
-	mapV4(&idst, iip[16:20])
 	var il4 []byte
 	if ihl*4 <= len(iip) {
 		il4 = iip[ihl*4:]
 	}
-	t.onUnreachable(proto, &isrc, &idst, il4, cls)
+	t.onUnreachable(proto, addrFrom4(iip[12:16]), addrFrom4(iip[16:20]), il4, cls)
 }
 
 func (t *Twin) onICMP6(ic []byte) {
@@ -773,10 +833,7 @@ func (t *Twin) onICMP6(ic []byte) {
 		t.count(PortwatchParseCounterPC_ICMP_UNMATCHED)
 		return
 	}
-	var isrc, idst [16]uint8
-	copy(isrc[:], iip[8:24])
-	copy(idst[:], iip[24:40])
-	t.onUnreachable(next, &isrc, &idst, iip[40:], cls)
+	t.onUnreachable(next, addrFrom16(iip[8:24]), addrFrom16(iip[24:40]), iip[40:], cls)
 }
 
 // Snapshot returns the twin's counters, stamped with the time of the last
@@ -793,84 +850,15 @@ func (t *Twin) Snapshot() Snapshot {
 		s.Services[i].Add(t.services[i])
 	}
 	copy(s.Parse, t.parse.Count[:])
-	t.exchanges.each(func(k PortwatchExchangeKey, v *PortwatchExchangeValue) {
-		key, c := Exchange(k, *v, EpochClock)
+	t.exchanges.each(func(k *tableKey, v *PortwatchExchangeValue) {
+		mk := PortwatchExchangeKey{Client: k.a.bytes(), Server: k.b.bytes(), Service: uint16(k.tail), Kind: uint8(k.tail >> 16)}
+		key, c := Exchange(mk, *v, EpochClock)
 		s.Exchanges = append(s.Exchanges, ExchangeEntry{key, c})
 	})
-	t.unexpected.each(func(k PortwatchUnexpectedKey, v *PortwatchUnexpectedValue) {
-		key, c := Unexpected(k, *v, EpochClock)
+	t.unexpected.each(func(k *tableKey, v *PortwatchUnexpectedValue) {
+		mk := PortwatchUnexpectedKey{Server: k.a.bytes(), Port: uint16(k.tail), Proto: uint8(k.tail >> 16)}
+		key, c := Unexpected(mk, *v, EpochClock)
 		s.Unexpected[key] = c
 	})
 	return s
-}
-
-// boundedMap is a hash map with the kernel LRU map's bound: when full, the
-// least recently seen eighth of the entries is evicted (the kernel's LRU is
-// approximate too, so the two agree exactly only below the bound).
-type boundedMap[K comparable, V any] struct {
-	m        map[K]*V
-	max      int
-	lastSeen func(*V) uint64 // nil: evict in map order
-}
-
-func newBoundedMap[K comparable, V any](max int, lastSeen func(*V) uint64) boundedMap[K, V] {
-	return boundedMap[K, V]{m: make(map[K]*V), max: max, lastSeen: lastSeen}
-}
-
-func (b *boundedMap[K, V]) get(k K) *V { return b.m[k] }
-
-func (b *boundedMap[K, V]) len() int { return len(b.m) }
-
-func (b *boundedMap[K, V]) insert(k K, v V) (*V, bool) {
-	if b.max <= 0 {
-		return nil, false
-	}
-	if len(b.m) >= b.max {
-		b.evict()
-	}
-	p := &v
-	b.m[k] = p
-	return p, true
-}
-
-func (b *boundedMap[K, V]) evict() {
-	n := b.max / 8
-	if n < 1 {
-		n = 1
-	}
-	if b.lastSeen == nil {
-		for k := range b.m {
-			delete(b.m, k)
-			if n--; n == 0 {
-				return
-			}
-		}
-		return
-	}
-	type aged struct {
-		k    K
-		seen uint64
-	}
-	all := make([]aged, 0, len(b.m))
-	for k, v := range b.m {
-		all = append(all, aged{k, b.lastSeen(v)})
-	}
-	slices.SortFunc(all, func(a, b aged) int {
-		switch {
-		case a.seen < b.seen:
-			return -1
-		case a.seen > b.seen:
-			return 1
-		}
-		return 0
-	})
-	for _, a := range all[:n] {
-		delete(b.m, a.k)
-	}
-}
-
-func (b *boundedMap[K, V]) each(f func(K, *V)) {
-	for k, v := range b.m {
-		f(k, v)
-	}
 }
