@@ -520,7 +520,9 @@ static __always_inline void on_tcp(struct pkt *p, struct tcphdr *th)
 static __always_inline void on_dhcp(struct pkt *p, void *payload, __u16 service, int port_dir)
 {
 	struct bootp_head *b = payload;
-	if ((void *)(b + 1) > p->data_end) {
+	/* Not sizeof(*b): the struct is padded to 36 bytes, and a 34-byte
+	 * prefix already holds everything read here. */
+	if ((void *)b + BOOTP_PAIR_BYTES > p->data_end) {
 		count_service(p, service, port_dir);
 		count(p, PC_TRUNC_DHCP);
 		return;

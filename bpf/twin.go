@@ -28,8 +28,9 @@ type Twin struct {
 	// ephemeralPorts has a bit for every client port that a remembered
 	// TFTP-style request came from (never cleared: a stale bit only costs
 	// a map lookup). Most UDP on no catalog port has none, and skips the
-	// two lookups of the ephemeral table. The kernel has no such shortcut;
-	// the counts are the same.
+	// two lookups of the ephemeral table. The kernel keeps the same index
+	// (ephemeral_ports, a byte per port so that setting one needs no
+	// atomic); the counts are the same.
 	ephemeralPorts [65536 / 64]uint64
 
 	// learn receives the UDP payload of rpcbind packets (what the kernel

@@ -179,6 +179,11 @@ func init() {
 			services: map[catalog.ServiceID]bpf.ServiceCounters{bootps: {Packets: 1, Requests: 1}},
 			parse:    pc(bpf.ParseTruncDHCP, 1),
 		},
+		"dhcp-pair-prefix": {
+			services:  map[catalog.ServiceID]bpf.ServiceCounters{bootps: {Packets: 2, Requests: 2}},
+			parse:     map[bpf.ParseCounter]uint64{exchangeNew: 1, bpf.ParseTruncDHCP: 1},
+			exchanges: []exchange{dhcpEx(bpf.ExchangeCounters{Attempts: 1})},
+		},
 		"icmp-port-unreachable": {
 			services:  map[catalog.ServiceID]bpf.ServiceCounters{snmpUDP: {Packets: 1, Requests: 1, ICMPClosed: 1}},
 			parse:     pc(exchangeNew, 1),

@@ -109,6 +109,12 @@ func Corpus() []Case {
 			Unreachable(Node, 3, DHCP(Router, Node, 67, 68, 2, 0x78, NodeMAC)),
 		}},
 		{"dhcp-truncated", [][]byte{Truncate(DHCP(Addr("0.0.0.0"), Addr("255.255.255.255"), 68, 67, 1, 1, NodeMAC), 14+20+8+20)}},
+		// The shortest BOOTP prefix that pairs (op .. chaddr, 34 bytes)
+		// counts; one byte less is truncated.
+		{"dhcp-pair-prefix", [][]byte{
+			Truncate(DHCP(Addr("0.0.0.0"), Addr("255.255.255.255"), 68, 67, 1, 2, NodeMAC), 14+20+8+34),
+			Truncate(DHCP(Addr("0.0.0.0"), Addr("255.255.255.255"), 68, 67, 1, 3, NodeMAC), 14+20+8+33),
+		}},
 		{"icmp-port-unreachable", [][]byte{snmpGet, Unreachable(MN, 3, snmpGet)}},
 		{"icmp-admin-prohibited", [][]byte{
 			status, Unreachable(Router, 13, status), Unreachable(Router, 9, status), Unreachable(Router, 10, status),
