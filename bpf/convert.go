@@ -105,8 +105,8 @@ func Exchange(k PortwatchExchangeKey, v PortwatchExchangeValue, clock Clock) (Ex
 		key.Server = Addr(k.Server)
 	}
 	return key, ExchangeCounters{
-		FirstSeen:     clock(v.FirstNs),
-		LastSeen:      clock(v.LastNs),
+		FirstSeen:     clock(v.FirstSeen),
+		LastSeen:      clock(v.LastSeen),
 		Attempts:      v.Attempts,
 		Retransmits:   v.Retransmits,
 		Answers:       v.Answers,
@@ -123,8 +123,8 @@ func Exchange(k PortwatchExchangeKey, v PortwatchExchangeValue, clock Clock) (Ex
 func Unexpected(k PortwatchUnexpectedKey, v PortwatchUnexpectedValue, clock Clock) (UnexpectedKey, UnexpectedCounters) {
 	return UnexpectedKey{Proto: catalog.Proto(k.Proto), Server: Addr(k.Server), Port: k.Port},
 		UnexpectedCounters{
-			FirstSeen: clock(v.FirstNs),
-			LastSeen:  clock(v.LastNs),
+			FirstSeen: clock(v.FirstSeen),
+			LastSeen:  clock(v.LastSeen),
 			Answers:   v.Answers,
 			Client:    Addr(v.Client),
 		}

@@ -219,6 +219,16 @@ static __always_inline void load_addrs(struct pkt *p)
 	}
 }
 
+/* The time stamp of exchanges and tables: the kernel's tick counter. Its
+ * resolution (1-10 ms) is the coarse clock's, plenty for windows of seconds,
+ * and reading it is a load the verifier inlines, where the cheapest clock
+ * helper costs more than a port lookup and a counter update together. The
+ * loader turns ticks into time with portwatch_clock below. */
+static __always_inline __u64 stamp(void)
+{
+	return bpf_jiffies64();
+}
+
 static __always_inline struct port_entry *port_lookup(__u32 slot, __u16 port)
 {
 	__u32 idx = (slot << 16) | port;
@@ -357,23 +367,21 @@ static __always_inline struct exchange_value *exchange_insert(struct pkt *p, str
 	return bpf_map_lookup_elem(&exchanges, k);
 }
 
-/* Add one to a counter of an exchange, creating it if needed. The coarse
- * clock is the monotonic clock at jiffy resolution: plenty for windows of
- * seconds, and half the cost of bpf_ktime_get_ns. */
+/* Add one to a counter of an exchange, creating it if needed. */
 static __always_inline void exchange_bump(struct pkt *p, struct exchange_key *k, int what)
 {
-	__u64 now = bpf_ktime_get_coarse_ns();
+	__u64 now = stamp();
 	struct exchange_value *v = bpf_map_lookup_elem(&exchanges, k);
 	if (!v) {
 		struct exchange_value fresh = {};
-		fresh.first_ns = now;
-		fresh.last_ns = now;
+		fresh.first_seen = now;
+		fresh.last_seen = now;
 		*bump_field(&fresh, what) = 1;
 		v = exchange_insert(p, k, &fresh);
 		if (!v)
 			return;
 	}
-	v->last_ns = now;
+	v->last_seen = now;
 	__sync_fetch_and_add(bump_field(v, what), 1);
 }
 
@@ -397,12 +405,12 @@ static __always_inline void exchange_syn(struct pkt *p, __u16 service, __u16 spo
 	k.service = service;
 	k.kind = EXCHANGE_IP;
 
-	__u64 now = bpf_ktime_get_coarse_ns();
+	__u64 now = stamp();
 	struct exchange_value *v = bpf_map_lookup_elem(&exchanges, &k);
 	if (!v) {
 		struct exchange_value fresh = {};
-		fresh.first_ns = now;
-		fresh.last_ns = now;
+		fresh.first_seen = now;
+		fresh.last_seen = now;
 		fresh.attempts = 1;
 		fresh.last_port = sport;
 		fresh.last_seq = seq;
@@ -410,7 +418,7 @@ static __always_inline void exchange_syn(struct pkt *p, __u16 service, __u16 spo
 		if (!v)
 			return;
 	}
-	v->last_ns = now;
+	v->last_seen = now;
 	if (v->last_port == sport && v->last_seq == seq && (v->attempts | v->retransmits)) {
 		__sync_fetch_and_add(&v->retransmits, 1);
 	} else {
@@ -427,11 +435,11 @@ static __always_inline void record_unexpected(struct pkt *p, __u8 proto, __u32 *
 	k.port = port;
 	k.proto = proto;
 
-	__u64 now = bpf_ktime_get_coarse_ns();
+	__u64 now = stamp();
 	struct unexpected_value *v = bpf_map_lookup_elem(&unexpected, &k);
 	if (!v) {
 		struct unexpected_value fresh = {};
-		fresh.first_ns = now;
+		fresh.first_seen = now;
 		long err = bpf_map_update_elem(&unexpected, &k, &fresh, BPF_NOEXIST);
 		if (err == 0)
 			count(p, PC_UNEXPECTED_NEW);
@@ -443,7 +451,7 @@ static __always_inline void record_unexpected(struct pkt *p, __u8 proto, __u32 *
 		if (!v)
 			return;
 	}
-	v->last_ns = now;
+	v->last_seen = now;
 	__sync_fetch_and_add(&v->answers, 1);
 	__builtin_memcpy(v->client, client, 16);
 }
@@ -539,15 +547,15 @@ static __always_inline void on_dhcp(struct pkt *p, void *payload, __u16 service,
 	k.service = service;
 	k.kind = EXCHANGE_DHCP;
 	__u32 xid = bpf_ntohl(b->xid);
-	__u64 now = bpf_ktime_get_coarse_ns();
+	__u64 now = stamp();
 
 	struct exchange_value *v = bpf_map_lookup_elem(&exchanges, &k);
 	if (!v) {
 		/* An answer with no request seen still counts as an answer:
 		 * nothing can pair it, and it shows the server is there. */
 		struct exchange_value fresh = {};
-		fresh.first_ns = now;
-		fresh.last_ns = now;
+		fresh.first_seen = now;
+		fresh.last_seen = now;
 		if (dir == DIR_REQUEST) {
 			fresh.attempts = 1;
 			fresh.last_seq = xid;
@@ -558,7 +566,7 @@ static __always_inline void on_dhcp(struct pkt *p, void *payload, __u16 service,
 		if (!v)
 			return;
 	}
-	v->last_ns = now;
+	v->last_seen = now;
 	if (dir == DIR_REQUEST) {
 		__sync_fetch_and_add(&v->attempts, 1);
 		v->last_seq = xid;
@@ -627,7 +635,7 @@ static __always_inline void on_udp_other(struct pkt *p, struct udphdr *uh, __u16
 	fk.dport = dport;
 	if (bpf_map_lookup_elem(&udp_flows, &fk))
 		return;
-	struct flow_value fv = {.seen_ns = bpf_ktime_get_coarse_ns()};
+	struct flow_value fv = {.seen = stamp()};
 	long err = bpf_map_update_elem(&udp_flows, &fk, &fv, BPF_NOEXIST);
 	if (err == 0)
 		count(p, PC_FLOW_NEW);
@@ -971,6 +979,20 @@ static __always_inline void process(void *ctx, void *data, void *data_end, __u64
 		on_ipv6(&p, pos);
 	else
 		count(&p, PC_NON_IP);
+}
+
+/* The tick counter and the monotonic clock read together, for the loader:
+ * it runs this program (BPF_PROG_TEST_RUN, never attached) to learn how many
+ * nanoseconds a tick lasts and where the ticks stand against the clock. */
+__u64 clock_ticks;
+__u64 clock_mono_ns;
+
+SEC("xdp")
+int portwatch_clock(struct xdp_md *ctx)
+{
+	clock_ticks = bpf_jiffies64();
+	clock_mono_ns = bpf_ktime_get_ns();
+	return XDP_PASS;
 }
 
 SEC("xdp")

@@ -74,8 +74,8 @@ struct exchange_key {
 /* Only packets that change an exchange's state touch it: SYN, SYN-ACK, RST,
  * UDP requests and answers, ICMP errors. Counters are cumulative. */
 struct exchange_value {
-	__u64 first_ns; /* bpf_ktime_get_ns(), or capture time in the Go twin */
-	__u64 last_ns;
+	__u64 first_seen; /* a stamp: kernel ticks (stamp()), capture ns in the Go twin */
+	__u64 last_seen;
 	__u64 attempts;	   /* SYNs (not retransmits), UDP requests */
 	__u64 retransmits; /* SYNs repeating the last one's port and sequence */
 	__u64 answers;	   /* SYN-ACKs, UDP answers, DHCP answers to the xid */
@@ -112,8 +112,8 @@ struct unexpected_key {
 };
 
 struct unexpected_value {
-	__u64 first_ns;
-	__u64 last_ns;
+	__u64 first_seen; /* stamps, as in exchange_value */
+	__u64 last_seen;
 	__u64 answers;
 	__u8 client[16]; /* the last client answered */
 };
@@ -128,7 +128,7 @@ struct flow_key {
 };
 
 struct flow_value {
-	__u64 seen_ns;
+	__u64 seen; /* a stamp, as in exchange_value */
 };
 
 /* What the parser made of each packet; a packet may add to several. The

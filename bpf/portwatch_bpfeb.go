@@ -45,8 +45,8 @@ const (
 
 type PortwatchExchangeValue struct {
 	_             structs.HostLayout
-	FirstNs       uint64
-	LastNs        uint64
+	FirstSeen     uint64
+	LastSeen      uint64
 	Attempts      uint64
 	Retransmits   uint64
 	Answers       uint64
@@ -70,8 +70,8 @@ type PortwatchFlowKey struct {
 }
 
 type PortwatchFlowValue struct {
-	_      structs.HostLayout
-	SeenNs uint64
+	_    structs.HostLayout
+	Seen uint64
 }
 
 type PortwatchLearnMeta struct {
@@ -171,11 +171,11 @@ type PortwatchUnexpectedKey struct {
 }
 
 type PortwatchUnexpectedValue struct {
-	_       structs.HostLayout
-	FirstNs uint64
-	LastNs  uint64
-	Answers uint64
-	Client  [16]uint8
+	_         structs.HostLayout
+	FirstSeen uint64
+	LastSeen  uint64
+	Answers   uint64
+	Client    [16]uint8
 }
 
 // Names of all BPF objects in the ELF.
@@ -190,8 +190,11 @@ const (
 	PortwatchMapServiceStats         = "service_stats"
 	PortwatchMapUdpFlows             = "udp_flows"
 	PortwatchMapUnexpected           = "unexpected"
+	PortwatchProgPortwatchClock      = "portwatch_clock"
 	PortwatchProgPortwatchTc         = "portwatch_tc"
 	PortwatchProgPortwatchXdp        = "portwatch_xdp"
+	PortwatchVarClockMonoNs          = "clock_mono_ns"
+	PortwatchVarClockTicks           = "clock_ticks"
 	PortwatchVarEphemeralPorts       = "ephemeral_ports"
 	PortwatchVarUnusedUserspaceTypes = "unused_userspace_types"
 )
@@ -238,8 +241,9 @@ type PortwatchSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type PortwatchProgramSpecs struct {
-	PortwatchTc  *ebpf.ProgramSpec `ebpf:"portwatch_tc"`
-	PortwatchXdp *ebpf.ProgramSpec `ebpf:"portwatch_xdp"`
+	PortwatchClock *ebpf.ProgramSpec `ebpf:"portwatch_clock"`
+	PortwatchTc    *ebpf.ProgramSpec `ebpf:"portwatch_tc"`
+	PortwatchXdp   *ebpf.ProgramSpec `ebpf:"portwatch_xdp"`
 }
 
 // PortwatchMapSpecs contains maps before they are loaded into the kernel.
@@ -260,6 +264,8 @@ type PortwatchMapSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type PortwatchVariableSpecs struct {
+	ClockMonoNs          *ebpf.VariableSpec `ebpf:"clock_mono_ns"`
+	ClockTicks           *ebpf.VariableSpec `ebpf:"clock_ticks"`
 	EphemeralPorts       *ebpf.VariableSpec `ebpf:"ephemeral_ports"`
 	UnusedUserspaceTypes *ebpf.VariableSpec `ebpf:"unused_userspace_types"`
 }
@@ -311,6 +317,8 @@ func (m *PortwatchMaps) Close() error {
 //
 // It can be passed to LoadPortwatchObjects or ebpf.CollectionSpec.LoadAndAssign.
 type PortwatchVariables struct {
+	ClockMonoNs          *ebpf.Variable `ebpf:"clock_mono_ns"`
+	ClockTicks           *ebpf.Variable `ebpf:"clock_ticks"`
 	EphemeralPorts       *ebpf.Variable `ebpf:"ephemeral_ports"`
 	UnusedUserspaceTypes *ebpf.Variable `ebpf:"unused_userspace_types"`
 }
@@ -319,12 +327,14 @@ type PortwatchVariables struct {
 //
 // It can be passed to LoadPortwatchObjects or ebpf.CollectionSpec.LoadAndAssign.
 type PortwatchPrograms struct {
-	PortwatchTc  *ebpf.Program `ebpf:"portwatch_tc"`
-	PortwatchXdp *ebpf.Program `ebpf:"portwatch_xdp"`
+	PortwatchClock *ebpf.Program `ebpf:"portwatch_clock"`
+	PortwatchTc    *ebpf.Program `ebpf:"portwatch_tc"`
+	PortwatchXdp   *ebpf.Program `ebpf:"portwatch_xdp"`
 }
 
 func (p *PortwatchPrograms) Close() error {
 	return _PortwatchClose(
+		p.PortwatchClock,
 		p.PortwatchTc,
 		p.PortwatchXdp,
 	)

@@ -73,10 +73,10 @@ func NewTwin(cat *catalog.Catalog, cfg TwinConfig) *Twin {
 		cfg.MaxFlows = DefaultTwinConfig.MaxFlows
 	}
 	t := &Twin{
-		exchanges:  newBoundedMap(cfg.MaxExchanges, func(v *PortwatchExchangeValue) uint64 { return v.LastNs }),
+		exchanges:  newBoundedMap(cfg.MaxExchanges, func(v *PortwatchExchangeValue) uint64 { return v.LastSeen }),
 		ephemeral:  newBoundedMap[ephemeralValue](cfg.MaxEphemeral, nil),
-		unexpected: newBoundedMap(cfg.MaxUnexpected, func(v *PortwatchUnexpectedValue) uint64 { return v.LastNs }),
-		flows:      newBoundedMap(cfg.MaxFlows, func(v *PortwatchFlowValue) uint64 { return v.SeenNs }),
+		unexpected: newBoundedMap(cfg.MaxUnexpected, func(v *PortwatchUnexpectedValue) uint64 { return v.LastSeen }),
+		flows:      newBoundedMap(cfg.MaxFlows, func(v *PortwatchFlowValue) uint64 { return v.Seen }),
 	}
 	t.SetCatalog(cat)
 	return t
@@ -435,10 +435,10 @@ func (t *Twin) exchangeTouch(client, server addr, tail uint64, hint *uint32) (v 
 	if i := t.exchanges.findFrom(client, server, tail, *hint); i >= 0 {
 		*hint = uint32(i)
 		v = t.exchanges.at(i)
-		v.LastNs = t.now
+		v.LastSeen = t.now
 		return v, false
 	}
-	i := t.exchanges.insert(client, server, tail, PortwatchExchangeValue{FirstNs: t.now, LastNs: t.now})
+	i := t.exchanges.insert(client, server, tail, PortwatchExchangeValue{FirstSeen: t.now, LastSeen: t.now})
 	if i < 0 {
 		t.count(PortwatchParseCounterPC_MAP_UPDATE_FAILED)
 		return nil, false
@@ -462,7 +462,7 @@ func (t *Twin) recordUnexpected(proto uint8, server addr, port uint16, client ad
 	tail := unexpectedTail(port, proto)
 	v := t.unexpected.get(server, addr{}, tail)
 	if v == nil {
-		i := t.unexpected.insert(server, addr{}, tail, PortwatchUnexpectedValue{FirstNs: t.now})
+		i := t.unexpected.insert(server, addr{}, tail, PortwatchUnexpectedValue{FirstSeen: t.now})
 		if i < 0 {
 			t.count(PortwatchParseCounterPC_MAP_UPDATE_FAILED)
 			return
@@ -470,7 +470,7 @@ func (t *Twin) recordUnexpected(proto uint8, server addr, port uint16, client ad
 		v = t.unexpected.at(i)
 		t.count(PortwatchParseCounterPC_UNEXPECTED_NEW)
 	}
-	v.LastNs = t.now
+	v.LastSeen = t.now
 	v.Answers++
 	v.Client = client.bytes()
 }
@@ -642,7 +642,7 @@ func (t *Twin) onUDPOther(uh []byte, sport, dport uint16) {
 	if t.flows.get(t.src, t.dst, fwd) != nil {
 		return
 	}
-	if t.flows.insert(t.src, t.dst, fwd, PortwatchFlowValue{SeenNs: t.now}) >= 0 {
+	if t.flows.insert(t.src, t.dst, fwd, PortwatchFlowValue{Seen: t.now}) >= 0 {
 		t.count(PortwatchParseCounterPC_FLOW_NEW)
 	} else {
 		t.count(PortwatchParseCounterPC_MAP_UPDATE_FAILED)

@@ -316,7 +316,7 @@ func fillExchanges(b *testing.B, l *Loader, n int) {
 		k.Client = [16]byte{10: 0xff, 11: 0xff, 12: 10, 13: byte(i >> 16), 14: byte(i >> 8), 15: byte(i)}
 		k.Server = [16]byte{10: 0xff, 11: 0xff, 12: 10, 13: 0, 14: 0, 15: 1}
 		k.Service = uint16(1 + i%40)
-		vals[i] = bpf.PortwatchExchangeValue{FirstNs: now, LastNs: now, Attempts: 3, Answers: 1}
+		vals[i] = bpf.PortwatchExchangeValue{FirstSeen: now, LastSeen: now, Attempts: 3, Answers: 1}
 	}
 	for off := 0; off < n; off += 10_000 {
 		end := min(off+10_000, n)
@@ -418,6 +418,7 @@ func BenchmarkKernelPrimitives(b *testing.B) {
 		{"empty", pass},
 		{"ktime_get_ns", append(asm.Instructions{asm.FnKtimeGetNs.Call()}, pass...)},
 		{"ktime_get_coarse_ns", append(asm.Instructions{asm.FnKtimeGetCoarseNs.Call()}, pass...)},
+		{"jiffies64", append(asm.Instructions{asm.FnJiffies64.Call()}, pass...)},
 		{"lru-lookup-hit", append(slices.Clone(lookup), pass...)},
 		{"lru-lookup-hit+atomic-add", append(append(slices.Clone(lookup),
 			asm.JEq.Imm(asm.R0, 0, "out"),

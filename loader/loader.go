@@ -45,6 +45,10 @@ type Loader struct {
 	links       []link.Link
 	filters     []*clsactFilter
 
+	// ticks places the kernel's tick counter, the program's time stamps,
+	// on the monotonic clock.
+	ticks tickScale
+
 	portsMu sync.Mutex
 	// ports mirrors the non-empty entries of the port map, so that
 	// SetCatalog knows which entries to clear.
@@ -91,6 +95,10 @@ func Load(cfg Config) (*Loader, error) {
 		return nil, loadError(err)
 	}
 	if err := l.SetCatalog(cfg.Catalog); err != nil {
+		_ = l.objs.Close()
+		return nil, err
+	}
+	if l.ticks, err = l.measureTick(); err != nil {
 		_ = l.objs.Close()
 		return nil, err
 	}

@@ -38,7 +38,7 @@ func (l *Loader) Snapshot() (bpf.Snapshot, error) {
 	if err != nil {
 		return bpf.Snapshot{}, fmt.Errorf("counting CPUs: %w", err)
 	}
-	clock, err := monotonicClock()
+	clock, err := l.tickClock()
 	if err != nil {
 		return bpf.Snapshot{}, err
 	}
@@ -210,22 +210,6 @@ func readHashBatched[K, V any](m *ebpf.Map, visit func(*K, *V)) error {
 		free <- b
 	}
 	return readErr
-}
-
-// monotonicClock returns a bpf.Clock that turns bpf_ktime_get_ns() stamps
-// (CLOCK_MONOTONIC) into wall time. The offset between the clocks moves
-// when the wall clock is stepped or slewed, so each snapshot reads it anew.
-func monotonicClock() (bpf.Clock, error) {
-	offset, err := monotonicOffset()
-	if err != nil {
-		return nil, err
-	}
-	return func(ns uint64) time.Time {
-		if ns == 0 {
-			return time.Time{}
-		}
-		return time.Unix(0, offset+int64(ns))
-	}, nil
 }
 
 // monotonicOffset is CLOCK_REALTIME minus CLOCK_MONOTONIC in nanoseconds,

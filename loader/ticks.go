@@ -1,0 +1,117 @@
+package loader
+
+import (
+	"fmt"
+	"math"
+	"time"
+
+	"github.com/cilium/ebpf"
+
+	"portwatch/bpf"
+)
+
+// The packet program stamps exchanges with the kernel's tick counter
+// (jiffies), which costs it nothing to read; the loader turns ticks into
+// time. A tick lasts 1/CONFIG_HZ seconds, and nothing outside the kernel
+// says what CONFIG_HZ is, so the loader measures it.
+
+// kernelHZ are the tick rates the kernel can be built with.
+var kernelHZ = []float64{100, 250, 300, 1000}
+
+// tickSample is one reading of the tick counter and the monotonic clock
+// together, by the program portwatch_clock.
+type tickSample struct {
+	ticks  uint64
+	monoNs int64
+}
+
+func (l *Loader) readTicks() (tickSample, error) {
+	if _, err := l.objs.PortwatchClock.Run(&ebpf.RunOptions{Data: make([]byte, 14), Repeat: 1}); err != nil {
+		return tickSample{}, fmt.Errorf("reading the kernel's tick counter: %w", err)
+	}
+	var s tickSample
+	var mono uint64
+	if err := l.objs.ClockTicks.Get(&s.ticks); err != nil {
+		return tickSample{}, err
+	}
+	if err := l.objs.ClockMonoNs.Get(&mono); err != nil {
+		return tickSample{}, err
+	}
+	s.monoNs = int64(mono)
+	return s, nil
+}
+
+// tickScale places the kernel's ticks on the monotonic clock: a tick lasts
+// ns nanoseconds, and tick edge began at monotonic time edgeNs. Measured
+// once: the kernel advances its ticks by the monotonic clock, so the two
+// never drift apart, and every snapshot turns a stamp into the same time.
+type tickScale struct {
+	ns     int64
+	edge   uint64
+	edgeNs int64
+}
+
+// monoNs is the monotonic time at which tick stamp began.
+func (s tickScale) monoNs(stamp uint64) int64 {
+	return s.edgeNs + int64(stamp-s.edge)*s.ns
+}
+
+// measureTick measures the tick scale: the length of a tick is the
+// monotonic time between the first and the last of a few tick edges,
+// rounded to the nearest tick rate the kernel can have. It takes a few
+// ticks (at most about 40 ms).
+func (l *Loader) measureTick() (tickScale, error) {
+	const edges = 4
+	deadline := time.Now().Add(time.Second)
+	first, err := l.readTicks()
+	if err != nil {
+		return tickScale{}, err
+	}
+	var start, end tickSample
+	seen := 0
+	prev := first.ticks
+	for seen < edges {
+		if time.Now().After(deadline) {
+			return tickScale{}, fmt.Errorf("the kernel's tick counter did not advance within a second")
+		}
+		s, err := l.readTicks()
+		if err != nil {
+			return tickScale{}, err
+		}
+		if s.ticks == prev {
+			continue
+		}
+		prev = s.ticks
+		if seen == 0 {
+			start = s
+		}
+		end = s
+		seen++
+	}
+	perTick := float64(end.monoNs-start.monoNs) / float64(end.ticks-start.ticks)
+	best, bestErr := kernelHZ[0], math.Inf(1)
+	for _, hz := range kernelHZ {
+		if d := math.Abs(perTick - 1e9/hz); d < bestErr {
+			best, bestErr = hz, d
+		}
+	}
+	// The first reading after an edge is at most one test run late.
+	return tickScale{ns: int64(1e9 / best), edge: start.ticks, edgeNs: start.monoNs}, nil
+}
+
+// tickClock returns a bpf.Clock that turns tick stamps into wall time, with
+// the offset of the wall clock from the monotonic one read anew for every
+// snapshot (the wall clock may be stepped or slewed).
+func (l *Loader) tickClock() (bpf.Clock, error) {
+	offset, err := monotonicOffset()
+	if err != nil {
+		return nil, err
+	}
+	scale := l.ticks
+	return func(stamp uint64) time.Time {
+		if stamp == 0 {
+			return time.Time{}
+		}
+		return time.Unix(0, offset+scale.monoNs(stamp))
+	}, nil
+}
