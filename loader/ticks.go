@@ -41,19 +41,22 @@ func (l *Loader) readTicks() (tickSample, error) {
 	return s, nil
 }
 
-// tickScale places the kernel's ticks on the monotonic clock: a tick lasts
-// ns nanoseconds, and tick edge began at monotonic time edgeNs. Measured
-// once: the kernel advances its ticks by the monotonic clock, so the two
-// never drift apart, and every snapshot turns a stamp into the same time.
+// tickScale places the kernel's ticks on the monotonic clock: hz ticks a
+// second, and tick edge began at monotonic time edgeNs. Measured once: the
+// kernel advances its ticks by the monotonic clock, so the two never drift
+// apart, and every snapshot turns a stamp into the same time.
 type tickScale struct {
-	ns     int64
+	hz     int64
 	edge   uint64
 	edgeNs int64
 }
 
-// monoNs is the monotonic time at which tick stamp began.
+// monoNs is the monotonic time at which tick stamp began. Whole seconds
+// and the rest apart: at 300 Hz a tick is not a whole number of
+// nanoseconds, and a rounded one would drift by milliseconds a day.
 func (s tickScale) monoNs(stamp uint64) int64 {
-	return s.edgeNs + int64(stamp-s.edge)*s.ns
+	d := int64(stamp - s.edge)
+	return s.edgeNs + d/s.hz*1e9 + d%s.hz*1e9/s.hz
 }
 
 // measureTick measures the tick scale: the length of a tick is the
@@ -67,10 +70,9 @@ func (l *Loader) measureTick() (tickScale, error) {
 	if err != nil {
 		return tickScale{}, err
 	}
-	var start, end tickSample
-	seen := 0
+	var edgesSeen []tickSample
 	prev := first.ticks
-	for seen < edges {
+	for len(edgesSeen) < edges {
 		if time.Now().After(deadline) {
 			return tickScale{}, fmt.Errorf("the kernel's tick counter did not advance within a second")
 		}
@@ -82,12 +84,9 @@ func (l *Loader) measureTick() (tickScale, error) {
 			continue
 		}
 		prev = s.ticks
-		if seen == 0 {
-			start = s
-		}
-		end = s
-		seen++
+		edgesSeen = append(edgesSeen, s)
 	}
+	start, end := edgesSeen[0], edgesSeen[len(edgesSeen)-1]
 	perTick := float64(end.monoNs-start.monoNs) / float64(end.ticks-start.ticks)
 	best, bestErr := kernelHZ[0], math.Inf(1)
 	for _, hz := range kernelHZ {
@@ -95,8 +94,14 @@ func (l *Loader) measureTick() (tickScale, error) {
 			best, bestErr = hz, d
 		}
 	}
-	// The first reading after an edge is at most one test run late.
-	return tickScale{ns: int64(1e9 / best), edge: start.ticks, edgeNs: start.monoNs}, nil
+	// Each reading that saw a new tick came at or after that tick's edge
+	// (later when this process was not running): the earliest one, carried
+	// back to the first edge, places the ticks best.
+	scale := tickScale{hz: int64(best), edge: start.ticks, edgeNs: start.monoNs}
+	for _, e := range edgesSeen[1:] {
+		scale.edgeNs = min(scale.edgeNs, e.monoNs-(scale.monoNs(e.ticks)-scale.edgeNs))
+	}
+	return scale, nil
 }
 
 // tickClock returns a bpf.Clock that turns tick stamps into wall time, with

@@ -9,10 +9,31 @@ import (
 // TestTickStamps: the program stamps exchanges with kernel ticks, and the
 // snapshot turns them into the wall time at which the packets were seen,
 // to within a tick.
+// TestTickScale: a stamp converts exactly at rates whose tick is not a
+// whole number of nanoseconds, however far from the measured edge.
+func TestTickScale(t *testing.T) {
+	s := tickScale{hz: 300, edge: 1000, edgeNs: 5e9}
+	for _, c := range []struct {
+		stamp uint64
+		want  int64
+	}{
+		{1000, 5e9},
+		{1001, 5e9 + 3333333},
+		{1300, 6e9},
+		{1000 + 300*86400*365, 5e9 + 86400*365*1e9},
+		{999, 5e9 - 3333333},
+		{700, 4e9},
+	} {
+		if got := s.monoNs(c.stamp); got != c.want {
+			t.Errorf("tick %d: %d ns, want %d", c.stamp, got, c.want)
+		}
+	}
+}
+
 func TestTickStamps(t *testing.T) {
 	l := loadForTest(t, Config{})
-	if hz := 1e9 / float64(l.ticks.ns); !slices.Contains(kernelHZ, hz) {
-		t.Fatalf("measured a tick of %d ns (%g Hz), not a rate the kernel can have", l.ticks.ns, hz)
+	if !slices.Contains(kernelHZ, float64(l.ticks.hz)) {
+		t.Fatalf("measured %d ticks a second, not a rate the kernel can have", l.ticks.hz)
 	}
 	h := hostsFor(1, false)
 	before := time.Now()
@@ -31,7 +52,7 @@ func TestTickStamps(t *testing.T) {
 	c := snap.Exchanges[0].Counters
 	// A stamp is the start of the tick the packet came in; allow one
 	// more tick and a millisecond for the reading of the clocks.
-	slack := time.Duration(l.ticks.ns) + time.Millisecond
+	slack := time.Second/time.Duration(l.ticks.hz) + time.Millisecond
 	if c.FirstSeen.Before(before.Add(-slack)) || c.FirstSeen.After(before.Add(300*time.Millisecond)) {
 		t.Errorf("first seen %v, want just after %v", c.FirstSeen, before)
 	}
