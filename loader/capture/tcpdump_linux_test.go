@@ -33,8 +33,9 @@ func needTcpdump(t *testing.T) string {
 	return path
 }
 
-// startTcpdump runs tcpdump in namespace ns and waits until it listens.
-func startTcpdump(t *testing.T, ns string, args ...string) *exec.Cmd {
+// startTcpdump runs tcpdump in namespace ns and waits until it listens. It
+// returns tcpdump's standard output too, for a capture written to "-".
+func startTcpdump(t *testing.T, ns string, args ...string) (*exec.Cmd, io.Reader) {
 	t.Helper()
 	// Immediate mode: without it packets wait in libpcap's ring for up to
 	// a second, and tcpdump stopped by SIGINT does not write them. A 32 MiB
@@ -42,6 +43,10 @@ func startTcpdump(t *testing.T, ns string, args ...string) *exec.Cmd {
 	// (256 KiB), so its default 2 MiB holds eight packets and a loaded
 	// machine loses the rest of a burst.
 	cmd := exec.Command("ip", append([]string{"netns", "exec", ns, "tcpdump", "-Z", "root", "--immediate-mode", "-U", "-B", "32768"}, args...)...)
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
 	stderr, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -72,7 +77,7 @@ func startTcpdump(t *testing.T, ns string, args ...string) *exec.Cmd {
 	case <-time.After(10 * time.Second):
 		t.Fatalf("tcpdump %s did not start listening", strings.Join(args, " "))
 	}
-	return cmd
+	return cmd, stdout
 }
 
 // tcpdumpCount counts the packets tcpdump reads from file that match filter.
@@ -145,7 +150,8 @@ func TestTcpdumpCaptures(t *testing.T) {
 	}
 	var cmds []*exec.Cmd
 	for _, f := range files {
-		cmds = append(cmds, startTcpdump(t, n.nsA, append(f.args, "-w", filepath.Join(dir, f.name))...))
+		cmd, _ := startTcpdump(t, n.nsA, append(f.args, "-w", filepath.Join(dir, f.name))...)
+		cmds = append(cmds, cmd)
 	}
 	makeTraffic(t, n)
 	// tcpdump -U writes each packet as it reads it, but on a loaded machine
@@ -243,23 +249,7 @@ func TestTcpdumpStream(t *testing.T) {
 	needTcpdump(t)
 	n := newTestNet(t)
 	n.inNS(t, n.nsA, func() { listen(t, n.ipA, 3001) })
-	cmd := exec.Command("ip", "netns", "exec", n.nsA, "tcpdump", "-Z", "root", "-U", "-w", "-", "-i", n.ifA, "tcp port 3001")
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-	sc := bufio.NewScanner(stderr)
-	for sc.Scan() && !strings.Contains(sc.Text(), "listening on") {
-	}
-	go func() { _, _ = io.Copy(io.Discard, stderr) }()
+	cmd, stdout := startTcpdump(t, n.nsA, "-w", "-", "-i", n.ifA, "tcp port 3001")
 	first := make(chan error, 1)
 	go func() {
 		src, err := OpenReader("stdin", stdout)
