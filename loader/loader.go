@@ -45,10 +45,6 @@ type Loader struct {
 	links       []link.Link
 	filters     []*clsactFilter
 
-	// ticks places the kernel's tick counter, the program's time stamps,
-	// on the monotonic clock.
-	ticks tickScale
-
 	portsMu sync.Mutex
 	// ports mirrors the non-empty entries of the port map, so that
 	// SetCatalog knows which entries to clear.
@@ -56,6 +52,10 @@ type Loader struct {
 
 	snapMu sync.Mutex
 	snap   snapshotBuffers
+	// ticks places the kernel's tick counter, the program's time stamps,
+	// on the monotonic clock; measured by the first snapshot (it takes a
+	// few ticks, which loading need not wait for).
+	ticks tickScale
 	// noBatch makes Snapshot iterate instead of using batch lookups, as
 	// on kernels without them; tests set it to check the fallback.
 	noBatch bool
@@ -95,10 +95,6 @@ func Load(cfg Config) (*Loader, error) {
 		return nil, loadError(err)
 	}
 	if err := l.SetCatalog(cfg.Catalog); err != nil {
-		_ = l.objs.Close()
-		return nil, err
-	}
-	if l.ticks, err = l.measureTick(); err != nil {
 		_ = l.objs.Close()
 		return nil, err
 	}

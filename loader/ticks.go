@@ -25,8 +25,12 @@ type tickSample struct {
 	monoNs int64
 }
 
+// clockFrame is what portwatch_clock runs on: it reads no packet, but a
+// test run needs an Ethernet header's worth.
+var clockFrame [14]byte
+
 func (l *Loader) readTicks() (tickSample, error) {
-	if _, err := l.objs.PortwatchClock.Run(&ebpf.RunOptions{Data: make([]byte, 14), Repeat: 1}); err != nil {
+	if _, err := l.objs.PortwatchClock.Run(&ebpf.RunOptions{Data: clockFrame[:], Repeat: 1}); err != nil {
 		return tickSample{}, fmt.Errorf("reading the kernel's tick counter: %w", err)
 	}
 	var s tickSample
@@ -106,8 +110,16 @@ func (l *Loader) measureTick() (tickScale, error) {
 
 // tickClock returns a bpf.Clock that turns tick stamps into wall time, with
 // the offset of the wall clock from the monotonic one read anew for every
-// snapshot (the wall clock may be stepped or slewed).
+// snapshot (the wall clock may be stepped or slewed). The caller holds
+// snapMu.
 func (l *Loader) tickClock() (bpf.Clock, error) {
+	if l.ticks.hz == 0 {
+		scale, err := l.measureTick()
+		if err != nil {
+			return nil, err
+		}
+		l.ticks = scale
+	}
 	offset, err := monotonicOffset()
 	if err != nil {
 		return nil, err
