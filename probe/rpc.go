@@ -61,29 +61,29 @@ var errNotOurs = errors.New("not an answer to this request")
 // parseRPCReply reads a reply to the call with this xid. A reply with
 // another xid is errNotOurs; a damaged one is another error.
 func parseRPCReply(b []byte, xid uint32) (rpcReply, error) {
-	r := xdrReader{b: b}
-	if r.u32() != xid || r.bad {
+	r := rpcbind.NewXDR(b)
+	if r.U32() != xid || r.Bad() {
 		return rpcReply{}, errNotOurs
 	}
-	if r.u32() != rpcMsgReply {
+	if r.U32() != rpcMsgReply {
 		return rpcReply{}, errNotOurs
 	}
 	var rep rpcReply
-	switch r.u32() {
+	switch stat := r.U32(); stat {
 	case 0: // MSG_ACCEPTED
 		rep.Accepted = true
-		r.u32()    // verifier flavor
-		r.opaque() // verifier body
-		rep.AcceptStat = r.u32()
+		r.U32()    // verifier flavor
+		r.Opaque() // verifier body
+		rep.AcceptStat = r.U32()
 		if rep.AcceptStat == 2 {
-			rep.Low, rep.High = r.u32(), r.u32()
+			rep.Low, rep.High = r.U32(), r.U32()
 		}
-		rep.Results = r.b
+		rep.Results = r.Rest()
 	case 1: // MSG_DENIED: RPC_MISMATCH or AUTH_ERROR; the call arrived.
 	default:
-		return rpcReply{}, fmt.Errorf("RPC reply with reply status %d", r.last)
+		return rpcReply{}, fmt.Errorf("RPC reply with reply status %d", stat)
 	}
-	if r.bad {
+	if r.Bad() {
 		return rpcReply{}, errors.New("truncated RPC reply")
 	}
 	return rep, nil
@@ -117,35 +117,4 @@ func dumpMappings(call, reply []byte, server netip.Addr) []rpcbind.Mapping {
 	now := time.Now()
 	s.Datagram(client, server, 1000, 111, call, now)
 	return s.Datagram(server, client, 111, 1000, reply, now)
-}
-
-// xdrReader reads XDR items; past the end it returns zeros and sets bad.
-type xdrReader struct {
-	b    []byte
-	bad  bool
-	last uint32
-}
-
-func (x *xdrReader) u32() uint32 {
-	if len(x.b) < 4 {
-		x.bad = true
-		x.b = nil
-		return 0
-	}
-	x.last = binary.BigEndian.Uint32(x.b)
-	x.b = x.b[4:]
-	return x.last
-}
-
-func (x *xdrReader) opaque() []byte {
-	n := uint64(x.u32())
-	padded := (n + 3) &^ 3
-	if x.bad || uint64(len(x.b)) < padded {
-		x.bad = true
-		x.b = nil
-		return nil
-	}
-	v := x.b[:n]
-	x.b = x.b[padded:]
-	return v
 }

@@ -66,9 +66,9 @@ func NewSnooper() *Snooper { return &Snooper{pending: make(map[pendingKey]call)}
 // returns the mappings a reply revealed. Anything it cannot read is ignored:
 // the caller hands it every rpcbind datagram, well-formed or not.
 func (s *Snooper) Datagram(src, dst netip.Addr, sport, dport uint16, payload []byte, now time.Time) []Mapping {
-	r := xdr{b: payload}
-	xid := r.u32()
-	switch r.u32() {
+	r := XDR{b: payload}
+	xid := r.U32()
+	switch r.U32() {
 	case msgCall:
 		s.onCall(r, pendingKey{xid, src, sport}, dst, now)
 	case msgReply:
@@ -83,20 +83,20 @@ func (s *Snooper) Datagram(src, dst netip.Addr, sport, dport uint16, payload []b
 	return nil
 }
 
-func (s *Snooper) onCall(r xdr, key pendingKey, server netip.Addr, now time.Time) {
-	if r.u32() != 2 || r.u32() != ProgramPortmapper {
+func (s *Snooper) onCall(r XDR, key pendingKey, server netip.Addr, now time.Time) {
+	if r.U32() != 2 || r.U32() != ProgramPortmapper {
 		return
 	}
-	c := call{version: r.u32(), proc: r.u32(), server: server, seen: now}
+	c := call{version: r.U32(), proc: r.U32(), server: server, seen: now}
 	r.skipAuth() // credentials
 	r.skipAuth() // verifier
 	switch {
 	case c.proc == procDump:
 	case c.proc == procGetPort && c.version == 2:
-		c.program, c.rvers = r.u32(), r.u32()
-		c.proto = ipProto(r.u32())
+		c.program, c.rvers = r.U32(), r.U32()
+		c.proto = ipProto(r.U32())
 	case (c.proc == procGetPort || c.proc == procGetVersAddr) && c.version >= 3:
-		c.program, c.rvers = r.u32(), r.u32()
+		c.program, c.rvers = r.U32(), r.U32()
 		c.proto = netidProto(r.str())
 	default:
 		return
@@ -120,29 +120,29 @@ func (s *Snooper) expire(now time.Time) {
 	}
 }
 
-func onReply(r xdr, c call) []Mapping {
+func onReply(r XDR, c call) []Mapping {
 	// reply_stat MSG_ACCEPTED, the verifier, accept_stat SUCCESS.
-	if r.u32() != 0 {
+	if r.U32() != 0 {
 		return nil
 	}
 	r.skipAuth()
-	if r.u32() != 0 || r.bad {
+	if r.U32() != 0 || r.bad {
 		return nil
 	}
 	var out []Mapping
 	switch {
 	case c.proc == procDump && c.version == 2:
-		for r.u32() == 1 && !r.bad {
-			m := Mapping{Server: c.server, Program: r.u32(), Version: r.u32(), Proto: ipProto(r.u32())}
-			port := r.u32()
+		for r.U32() == 1 && !r.bad {
+			m := Mapping{Server: c.server, Program: r.U32(), Version: r.U32(), Proto: ipProto(r.U32())}
+			port := r.U32()
 			if !r.bad && m.Proto != 0 && port > 0 && port <= 65535 {
 				m.Port = uint16(port)
 				out = append(out, m)
 			}
 		}
 	case c.proc == procDump:
-		for r.u32() == 1 && !r.bad {
-			m := Mapping{Server: c.server, Program: r.u32(), Version: r.u32()}
+		for r.U32() == 1 && !r.bad {
+			m := Mapping{Server: c.server, Program: r.U32(), Version: r.U32()}
 			m.Proto = netidProto(r.str())
 			port, ok := uaddrPort(r.str())
 			r.str() // owner
@@ -152,7 +152,7 @@ func onReply(r xdr, c call) []Mapping {
 			}
 		}
 	case c.version == 2:
-		port := r.u32()
+		port := r.U32()
 		if !r.bad && port > 0 && port <= 65535 && c.proto != 0 {
 			out = append(out, Mapping{Server: c.server, Program: c.program, Version: c.rvers, Proto: c.proto, Port: uint16(port)})
 		}
@@ -203,13 +203,25 @@ func uaddrPort(uaddr string) (uint16, bool) {
 	return uint16(hi<<8 | lo), true
 }
 
-// xdr reads XDR items; past the end it returns zeros and sets bad.
-type xdr struct {
+// XDR reads XDR items (RFC 4506) from an ONC RPC message; past the end
+// it returns zeros and reports Bad. The probe reads the replies to its RPC
+// calls with it too.
+type XDR struct {
 	b   []byte
 	bad bool
 }
 
-func (x *xdr) u32() uint32 {
+// NewXDR reads b.
+func NewXDR(b []byte) *XDR { return &XDR{b: b} }
+
+// Bad says whether a read ran past the end.
+func (x *XDR) Bad() bool { return x.bad }
+
+// Rest is what is left to read.
+func (x *XDR) Rest() []byte { return x.b }
+
+// U32 reads an unsigned integer.
+func (x *XDR) U32() uint32 {
 	if len(x.b) < 4 {
 		x.bad = true
 		x.b = nil
@@ -220,8 +232,9 @@ func (x *xdr) u32() uint32 {
 	return v
 }
 
-func (x *xdr) opaque() []byte {
-	n := x.u32()
+// Opaque reads variable-length opaque data (or a string), skipping its padding.
+func (x *XDR) Opaque() []byte {
+	n := x.U32()
 	padded := (uint64(n) + 3) &^ 3
 	if x.bad || uint64(len(x.b)) < padded {
 		x.bad = true
@@ -233,10 +246,10 @@ func (x *xdr) opaque() []byte {
 	return v
 }
 
-func (x *xdr) str() string { return string(x.opaque()) }
+func (x *XDR) str() string { return string(x.Opaque()) }
 
 // skipAuth skips an opaque_auth: a flavor and its body.
-func (x *xdr) skipAuth() {
-	x.u32()
-	x.opaque()
+func (x *XDR) skipAuth() {
+	x.U32()
+	x.Opaque()
 }
