@@ -24,38 +24,18 @@ func (p *pacer) exchangeTFTP(ctx context.Context, dst netip.AddrPort, file strin
 	defer conn.Close()
 	o := outcome{source: netip.MustParseAddrPort(conn.LocalAddr().String())}
 	rrq := tftpReadRequest(file)
-	buf := make([]byte, 2048)
-	for range p.retries + 1 {
-		if err := p.wait(ctx); err != nil {
-			return cancelled(o, err)
-		}
-		sent := time.Now()
-		o.attempts++
-		// Retransmit from the same port, as TFTP clients do: the server
-		// may answer the first request late.
-		if _, err := conn.WriteToUDPAddrPort(rrq, dst); err != nil {
-			return p.socketError(conn, o, err, "udp", "")
-		}
-		if err := conn.SetReadDeadline(sent.Add(p.timeout)); err != nil {
-			return localFailure(err)
-		}
-		for {
-			n, from, err := conn.ReadFromUDPAddrPort(buf)
-			if isTimeout(err) {
-				break
-			}
-			if err != nil {
-				o.rtt = time.Since(sent)
-				return p.socketError(conn, o, err, "udp", "")
-			}
+	// Retransmit from the same port, as TFTP clients do: the server may
+	// answer the first request late.
+	o, done := p.roundTrips(ctx, conn, o, p.retries+1, "",
+		func() error { _, err := conn.WriteToUDPAddrPort(rrq, dst); return err },
+		func(b []byte, from netip.AddrPort, o *outcome) bool {
 			if from.Addr().Unmap() != dst.Addr().Unmap() {
-				continue
+				return false
 			}
-			reply, perr := parseTFTPReply(buf[:n])
+			reply, perr := parseTFTPReply(b)
 			if perr != nil {
-				continue
+				return false
 			}
-			o.rtt = time.Since(sent)
 			if reply.Opcode == tftpDATA {
 				// Stop the transfer so that the server does not resend.
 				if p.wait(ctx) == nil {
@@ -64,8 +44,10 @@ func (p *pacer) exchangeTFTP(ctx context.Context, dst netip.AddrPort, file strin
 			}
 			o.state, o.reason = StateOpen, ReasonReply
 			o.evidence = fmt.Sprintf("%s from the server's port %d: the answer from a new port came back", reply, from.Port())
-			return o
-		}
+			return true
+		})
+	if done {
+		return o
 	}
 	o.state, o.reason = StateNoAnswer, ReasonNoReply
 	o.evidence = fmt.Sprintf("no DATA or ERROR to %d read requests in %s", o.attempts, time.Duration(o.attempts)*p.timeout)
@@ -138,37 +120,21 @@ func (p *pacer) exchangeDHCPUnicast(ctx context.Context, via, target netip.Addr,
 	o := outcome{source: netip.AddrPortFrom(netip.IPv4Unspecified(), dhcpClientPort)}
 	answer := dhcpAnswer{target: target}
 	payload := msg.Marshal()
-	buf := make([]byte, 4096)
-	for range p.retries + 1 {
-		if err := p.wait(ctx); err != nil {
-			return cancelled(o, err)
-		}
-		sent := time.Now()
-		o.attempts++
-		if _, err := conn.WriteToUDPAddrPort(payload, netip.AddrPortFrom(via, dhcpServerPort)); err != nil {
-			return p.socketError(conn, o, err, "udp", "")
-		}
-		if err := conn.SetReadDeadline(sent.Add(p.timeout)); err != nil {
-			return localFailure(err)
-		}
-		for {
-			n, from, err := conn.ReadFromUDPAddrPort(buf)
-			if isTimeout(err) {
-				break
+	o, done := p.roundTrips(ctx, conn, o, p.retries+1, "",
+		func() error {
+			_, err := conn.WriteToUDPAddrPort(payload, netip.AddrPortFrom(via, dhcpServerPort))
+			return err
+		},
+		func(b []byte, from netip.AddrPort, o *outcome) bool {
+			r, perr := parseDHCPReply(b, msg.XID, msg.MAC)
+			if perr != nil || !answer.take(from.Addr().Unmap(), r) {
+				return false
 			}
-			if err != nil {
-				return p.socketError(conn, o, err, "udp", "")
-			}
-			r, perr := parseDHCPReply(buf[:n], msg.XID, msg.MAC)
-			if perr != nil {
-				continue
-			}
-			if answer.take(from.Addr().Unmap(), r) {
-				o.rtt = time.Since(sent)
-				o.state, o.reason, o.evidence = StateOpen, ReasonReply, r.String()+" (sent to "+via.String()+")"
-				return o
-			}
-		}
+			o.state, o.reason, o.evidence = StateOpen, ReasonReply, r.String()+" (sent to "+via.String()+")"
+			return true
+		})
+	if done {
+		return o
 	}
 	return answer.silence(o, o.attempts, p.timeout, "DISCOVERs sent to "+via.String())
 }

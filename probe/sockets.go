@@ -68,40 +68,23 @@ func (p *pacer) exchangeUDP(ctx context.Context, dst netip.AddrPort, privileged 
 	if req.once {
 		sends = 1
 	}
-	buf := make([]byte, 64*1024)
-	for range sends {
-		if err := p.wait(ctx); err != nil {
-			return cancelled(o, err)
-		}
-		sent := time.Now()
-		o.attempts++
-		if _, err := conn.Write(req.payload); err != nil {
-			return p.socketError(conn, o, err, "udp", note)
-		}
-		if err := conn.SetReadDeadline(sent.Add(p.timeout)); err != nil {
-			return localFailure(err)
-		}
-		for {
-			n, err := conn.Read(buf)
-			if isTimeout(err) {
-				break
-			}
-			if err != nil {
-				o.rtt = time.Since(sent)
-				return p.socketError(conn, o, err, "udp", note)
-			}
-			evidence, perr := req.parse(buf[:n])
+	o, done := p.roundTrips(ctx, conn, o, sends, note,
+		func() error { _, err := conn.Write(req.payload); return err },
+		func(b []byte, _ netip.AddrPort, o *outcome) bool {
+			evidence, perr := req.parse(b)
 			if errors.Is(perr, errNotOurs) {
-				continue
+				return false
 			}
-			o.rtt = time.Since(sent)
 			o.state, o.reason = StateOpen, ReasonReply
 			o.evidence = evidence
 			if perr != nil {
 				o.evidence = fmt.Sprintf("a reply it could not read (%v): the port answered", perr)
 			}
-			return withNote(o, note)
-		}
+			*o = withNote(*o, note)
+			return true
+		})
+	if done {
+		return o
 	}
 	if req.oneWay {
 		o.state, o.reason = StateNoAnswer, ReasonOneWay
@@ -111,6 +94,46 @@ func (p *pacer) exchangeUDP(ctx context.Context, dst netip.AddrPort, privileged 
 	o.state, o.reason = StateNoAnswer, ReasonNoReply
 	o.evidence = fmt.Sprintf("no reply to %d requests in %s", o.attempts, time.Duration(o.attempts)*p.timeout)
 	return withNote(o, note)
+}
+
+// roundTrips sends a request up to sends times, paced, and after each
+// reads what comes back until the timeout. answered takes each datagram and
+// says whether it answers the request, settling o if so. It returns true with
+// the outcome when an answer came (its rtt set) or the socket failed (with
+// the ICMP error the kernel matched to it), false when every request went
+// unanswered.
+func (p *pacer) roundTrips(ctx context.Context, conn *net.UDPConn, o outcome, sends int, note string,
+	send func() error, answered func(b []byte, from netip.AddrPort, o *outcome) bool) (outcome, bool) {
+	buf := make([]byte, 64*1024)
+	for range sends {
+		if err := p.wait(ctx); err != nil {
+			return cancelled(o, err), true
+		}
+		sent := time.Now()
+		o.attempts++
+		if err := send(); err != nil {
+			return p.socketError(conn, o, err, "udp", note), true
+		}
+		if err := conn.SetReadDeadline(sent.Add(p.timeout)); err != nil {
+			return localFailure(err), true
+		}
+		for {
+			n, from, err := conn.ReadFromUDPAddrPort(buf)
+			if isTimeout(err) {
+				break
+			}
+			rtt := time.Since(sent)
+			if err != nil {
+				o.rtt = rtt
+				return p.socketError(conn, o, err, "udp", note), true
+			}
+			if answered(buf[:n], from, &o) {
+				o.rtt = rtt
+				return o, true
+			}
+		}
+	}
+	return o, false
 }
 
 // dialUDP connects a UDP socket with IP_RECVERR set, from a port below 1024
