@@ -575,6 +575,17 @@ static __always_inline void on_dhcp(struct pkt *p, void *payload, __u16 service,
 	}
 }
 
+/* The remembered request of client (from client_port) to a TFTP-style
+ * server, with ek filled as its key (for an insert when there is none). */
+static __always_inline struct ephemeral_value *ephemeral_find(struct ephemeral_key *ek, __u32 *client, __u32 *server,
+							      __u16 client_port)
+{
+	__builtin_memcpy(ek->client, client, 16);
+	__builtin_memcpy(ek->server, server, 16);
+	ek->client_port = client_port;
+	return bpf_map_lookup_elem(&ephemeral, ek);
+}
+
 /* UDP on no catalog port: an answer from a TFTP-style server's new port, the
  * client's packets back to that port, or traffic that may show an
  * unexpected open port. */
@@ -583,10 +594,7 @@ static __always_inline void on_udp_other(struct pkt *p, struct udphdr *uh, __u16
 	struct ephemeral_key ek = {};
 	struct ephemeral_value *ev;
 	if (ephemeral_ports[dport]) {
-		__builtin_memcpy(ek.client, p->dst, 16);
-		__builtin_memcpy(ek.server, p->src, 16);
-		ek.client_port = dport;
-		ev = bpf_map_lookup_elem(&ephemeral, &ek);
+		ev = ephemeral_find(&ek, p->dst, p->src, dport);
 		if (ev) {
 			__u16 service = ev->service;
 			count_service(p, service, DIR_REPLY);
@@ -595,10 +603,7 @@ static __always_inline void on_udp_other(struct pkt *p, struct udphdr *uh, __u16
 		}
 	}
 	if (ephemeral_ports[sport]) {
-		__builtin_memcpy(ek.client, p->src, 16);
-		__builtin_memcpy(ek.server, p->dst, 16);
-		ek.client_port = sport;
-		ev = bpf_map_lookup_elem(&ephemeral, &ek);
+		ev = ephemeral_find(&ek, p->src, p->dst, sport);
 		if (ev) {
 			__u16 service = ev->service;
 			count_service(p, service, DIR_NONE);
@@ -673,10 +678,7 @@ static __always_inline void on_udp(struct pkt *p, struct udphdr *uh)
 		 * exists takes (and may evict) an entry before it fails, and
 		 * clients repeat their requests. */
 		struct ephemeral_key ek = {};
-		__builtin_memcpy(ek.client, p->src, 16);
-		__builtin_memcpy(ek.server, p->dst, 16);
-		ek.client_port = sport;
-		if (bpf_map_lookup_elem(&ephemeral, &ek))
+		if (ephemeral_find(&ek, p->src, p->dst, sport))
 			return;
 		ephemeral_ports[sport] = 1;
 		struct ephemeral_value ev = {.service = r.service};
@@ -736,10 +738,7 @@ static __always_inline void on_unreachable(struct pkt *p, __u8 proto, __u32 *isr
 		/* An answer from a TFTP-style server's new port, refused on its
 		 * way back. */
 		struct ephemeral_key ek = {};
-		__builtin_memcpy(ek.client, idst, 16);
-		__builtin_memcpy(ek.server, isrc, 16);
-		ek.client_port = idport;
-		struct ephemeral_value *ev = bpf_map_lookup_elem(&ephemeral, &ek);
+		struct ephemeral_value *ev = ephemeral_find(&ek, idst, isrc, idport);
 		if (ev) {
 			exchange_ip(p, ev->service, idst, isrc, BUMP_RETURN_BLOCKED);
 			return;
