@@ -1,7 +1,6 @@
 package loader
 
 import (
-	"encoding/binary"
 	"fmt"
 	"slices"
 	"testing"
@@ -179,7 +178,7 @@ func BenchmarkMix(b *testing.B) {
 					fresh := freshClientProgram(b, hk, prog, portwatchAttachType(b, hk), off)
 					freshEmpty := freshClientProgram(b, hk, empty, ebpf.AttachNone, off)
 					frame := append([]byte(nil), p.frame...)
-					freshClient(frame, p.class, 0)
+					clientOutsideMix(frame, p.class)
 					benchFrames(b, fresh, freshEmpty, [][]byte{frame})
 				})
 			}
@@ -264,23 +263,16 @@ func freshClientProgram(b *testing.B, hk benchHook, target *ebpf.Program, attach
 	return prog
 }
 
-// freshClient rewrites a request's client (its source address, or for
-// DHCP its hardware address) to the n-th client of a range the mix does
-// not use.
-func freshClient(frame []byte, class string, n uint32) {
+// clientOutsideMix rewrites a request's client (its source address, or for
+// DHCP its hardware address) to the first of a range the mix does not use,
+// which the fresh-client wrapper then counts up from.
+func clientOutsideMix(frame []byte, class string) {
 	var id [4]byte
-	binary.BigEndian.PutUint32(id[:], n)
-	if class == "dhcp-discover" {
-		const chaddr = ethHeaderLen + 20 + 8 + 28
-		copy(frame[chaddr+2:chaddr+6], id[:])
-		return
+	if class != "dhcp-discover" && frame[ethHeaderLen]>>4 == 4 {
+		id[0] = 11 // 11.0.0.0/8: not the mix's 10.0.0.0/8
 	}
-	if frame[ethHeaderLen]>>4 == 6 {
-		copy(frame[ethHeaderLen+8+12:ethHeaderLen+8+16], id[:]) // low 32 bits of the source
-		return
-	}
-	id[0] = 11 // 11.0.0.0/8: not the mix's 10.0.0.0/8
-	copy(frame[ethHeaderLen+12:ethHeaderLen+16], id[:])
+	off := clientOffset(frame, class)
+	copy(frame[off:off+4], id[:])
 }
 
 // BenchmarkSnapshot100k drains a table of 100,000 exchanges.
