@@ -74,9 +74,10 @@ func Addr16(a netip.Addr) [16]uint8 {
 	return a.As16()
 }
 
-// Clock turns a map timestamp (nanoseconds) into a time. The kernel stamps
-// with the monotonic clock; the twin with capture time since the epoch.
-type Clock func(ns uint64) time.Time
+// Clock turns a map time stamp into a time. The kernel stamps with its tick
+// counter (the loader knows the tick's length); the twin with capture time
+// in nanoseconds since the epoch.
+type Clock func(stamp uint64) time.Time
 
 // EpochClock reads timestamps that count from the Unix epoch (the twin's).
 func EpochClock(ns uint64) time.Time { return time.Unix(0, int64(ns)) }
