@@ -4,8 +4,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -223,23 +221,9 @@ func decodeFrames(b []byte) [][]byte {
 // TestDifferentialSeeds keeps the committed seed corpus of FuzzDifferential
 // equal to the shared corpus: go test -run TestDifferentialSeeds -update.
 func TestDifferentialSeeds(t *testing.T) {
-	dir := filepath.Join("testdata", "fuzz", "FuzzDifferential")
 	for _, c := range packets.Corpus() {
 		want := fmt.Sprintf("go test fuzz v1\n[]byte(%q)\n", encodeFrames(c.Frames))
-		path := filepath.Join(dir, c.Name)
-		if *update {
-			if err := os.MkdirAll(dir, 0o755); err != nil {
-				t.Fatal(err)
-			}
-			if err := os.WriteFile(path, []byte(want), 0o644); err != nil {
-				t.Fatal(err)
-			}
-			continue
-		}
-		got, err := os.ReadFile(path)
-		if err != nil || string(got) != want {
-			t.Errorf("seed %s is missing or stale (go test ./loader -run TestDifferentialSeeds -update): %v", path, err)
-		}
+		golden(t, "fuzz/FuzzDifferential/"+c.Name, []byte(want))
 	}
 }
 

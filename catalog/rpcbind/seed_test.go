@@ -3,9 +3,9 @@ package rpcbind
 import (
 	"flag"
 	"fmt"
-	"os"
-	"path/filepath"
 	"testing"
+
+	"portwatch/internal/golden"
 )
 
 var update = flag.Bool("update", false, "rewrite the committed fuzz seeds")
@@ -24,21 +24,8 @@ func seeds() map[string][2][]byte {
 // TestSnooperSeeds keeps testdata/fuzz/FuzzSnooper equal to seeds():
 // go test -run TestSnooperSeeds -update.
 func TestSnooperSeeds(t *testing.T) {
-	dir := filepath.Join("testdata", "fuzz", "FuzzSnooper")
 	for name, s := range seeds() {
 		want := fmt.Sprintf("go test fuzz v1\n[]byte(%q)\n[]byte(%q)\n", s[0], s[1])
-		path := filepath.Join(dir, name)
-		if *update {
-			if err := os.MkdirAll(dir, 0o755); err != nil {
-				t.Fatal(err)
-			}
-			if err := os.WriteFile(path, []byte(want), 0o644); err != nil {
-				t.Fatal(err)
-			}
-			continue
-		}
-		if got, err := os.ReadFile(path); err != nil || string(got) != want {
-			t.Errorf("seed %s is missing or stale (go test ./catalog/rpcbind -run TestSnooperSeeds -update): %v", path, err)
-		}
+		golden.Check(t, "fuzz/FuzzSnooper/"+name, []byte(want), *update)
 	}
 }
