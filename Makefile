@@ -7,7 +7,9 @@ GO        ?= go
 BPF_CLANG ?= clang-19
 BPF_STRIP ?= llvm-strip-19
 MULTIARCH := $(shell gcc -print-multiarch 2>/dev/null || echo x86_64-linux-gnu)
-BPF_CFLAGS := -O2 -g -Wall -Werror -I/usr/include/$(MULTIARCH)
+# -mcpu=v3: the tables' compare-and-exchange needs the v3 instruction set
+# (32-bit atomics; kernel 5.12).
+BPF_CFLAGS := -O2 -mcpu=v3 -g -Wall -Werror -I/usr/include/$(MULTIARCH)
 
 VERSION   ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS   := -X main.version=$(VERSION)

@@ -33,7 +33,6 @@
 
 char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
-#define EEXIST 17
 #define IP_MF 0x2000
 #define IP_OFFSET 0x1fff
 #define IP6_OFFSET 0xfff8
@@ -57,6 +56,8 @@ struct userspace_types {
 	enum exchange_kind exchange_kind;
 	enum proto_slot proto_slot;
 	struct learn_meta learn_meta;
+	enum slot_state slot_state;
+	enum table_shape table_shape;
 };
 const struct userspace_types *unused_userspace_types __attribute__((unused));
 
@@ -81,34 +82,48 @@ struct {
 	__type(value, struct parse_counters);
 } parse_stats SEC(".maps");
 
-/* One shared LRU (not per CPU): its memory does not grow with the CPUs. */
+/* The tables (see portwatch.h): arrays of slots, shared by all CPUs, so
+ * their memory does not grow with the CPUs. The loader sizes them (a power
+ * of two each) and sets the masks and the hash seed before loading. */
 struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, 65536);
-	__type(key, struct exchange_key);
-	__type(value, struct exchange_value);
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(map_flags, BPF_F_MMAPABLE);
+	__uint(max_entries, 131072);
+	__type(key, __u32);
+	__type(value, struct exchange_slot);
 } exchanges SEC(".maps");
 
 struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, 16384);
-	__type(key, struct ephemeral_key);
-	__type(value, struct ephemeral_value);
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(map_flags, BPF_F_MMAPABLE);
+	__uint(max_entries, 32768);
+	__type(key, __u32);
+	__type(value, struct ephemeral_slot);
 } ephemeral SEC(".maps");
 
 struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, 4096);
-	__type(key, struct unexpected_key);
-	__type(value, struct unexpected_value);
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(map_flags, BPF_F_MMAPABLE);
+	__uint(max_entries, 8192);
+	__type(key, __u32);
+	__type(value, struct unexpected_slot);
 } unexpected SEC(".maps");
 
 struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, 16384);
-	__type(key, struct flow_key);
-	__type(value, struct flow_value);
+	__uint(type, BPF_MAP_TYPE_ARRAY);
+	__uint(map_flags, BPF_F_MMAPABLE);
+	__uint(max_entries, 32768);
+	__type(key, __u32);
+	__type(value, struct flow_slot);
 } udp_flows SEC(".maps");
+
+/* Slot count - 1 of each table, and the hash's seed (random per load, so a
+ * sender cannot aim packets at one probe window). Set by the loader. */
+const volatile __u32 exchanges_mask = 131072 - 1;
+const volatile __u32 ephemeral_mask = 32768 - 1;
+const volatile __u32 unexpected_mask = 8192 - 1;
+const volatile __u32 udp_flows_mask = 32768 - 1;
+const volatile __u64 table_seed = 0x2545f4914f6cdd1dULL;
 
 /* A byte per client port that a remembered TFTP-style request came from,
  * set before the request's ephemeral entry is inserted and never cleared: a
@@ -229,6 +244,132 @@ static __always_inline __u64 stamp(void)
 	return bpf_jiffies64();
 }
 
+/* The hash of a key of words 8-byte words: a multiply-xorshift round per
+ * word. Its low bits pick the home slot, its high bits the tag. */
+static __always_inline __u64 key_hash(const __u64 *key, int words)
+{
+	__u64 h = table_seed;
+	for (int i = 0; i < words; i++) {
+		h = (h ^ key[i]) * 0x9e3779b97f4a7c15ULL;
+		h ^= h >> 29;
+	}
+	return h;
+}
+
+/* A published slot's state: the hash's high bits, never SLOT_EMPTY or
+ * SLOT_BUSY. */
+static __always_inline __u32 key_tag(__u64 h)
+{
+	return (__u32)(h >> 32) | 2;
+}
+
+static __always_inline bool key_equal(const __u64 *a, const __u64 *b, int words)
+{
+	__u64 diff = 0;
+	for (int i = 0; i < words; i++)
+		diff |= a[i] ^ b[i];
+	return diff == 0;
+}
+
+/* Every slot starts with its state, then the key at offset 8. */
+#define SLOT_KEY(slot) ((__u64 *)((void *)(slot) + 8))
+
+/* The published slot holding key, or NULL. */
+static __always_inline void *table_find(void *table, __u32 mask, const __u64 *key, int words, __u64 h)
+{
+	__u32 tag = key_tag(h);
+#pragma clang loop unroll(disable)
+	for (__u32 i = 0; i < TABLE_PROBES; i++) {
+		__u32 idx = ((__u32)h + i) & mask;
+		__u32 *slot = bpf_map_lookup_elem(table, &idx);
+		if (!slot)
+			return 0;
+		__u32 state = *(volatile __u32 *)slot;
+		if (state == tag && key_equal(SLOT_KEY(slot), key, words))
+			return slot;
+		if (state == SLOT_EMPTY)
+			return 0;
+	}
+	return 0;
+}
+
+enum claim {
+	CLAIM_FAILED,  /* lost a race for the slot to give way: nothing stored */
+	CLAIM_FOUND,   /* another CPU stored the key meanwhile: add to its slot */
+	CLAIM_NEW,     /* a free slot: the caller writes the value and publishes */
+	CLAIM_EVICTED, /* the slot seen least recently: likewise */
+};
+
+/* Find a slot for a key that table_find did not find: the first free one
+ * in its window, or, when none is free, the published one whose stamp (the
+ * u64 at stamp_off in the slot) is the oldest. A claimed slot holds the
+ * key and the state SLOT_BUSY; the caller writes its value and then calls
+ * slot_publish. */
+static __always_inline int table_claim(void *table, __u32 mask, const __u64 *key, int words, __u64 h,
+				       int stamp_off, void **out)
+{
+	__u32 tag = key_tag(h);
+	/* The oldest published slot so far, chosen without a branch: the
+	 * verifier would otherwise follow every combination of choices
+	 * through the window. Stamps stay below 2^62, so the sign of a
+	 * difference orders them. */
+	__u64 oldest = 1ULL << 62, oldest_idx = 0, oldest_state = SLOT_EMPTY;
+	*out = 0;
+#pragma clang loop unroll(disable)
+	for (__u32 i = 0; i < TABLE_PROBES; i++) {
+		__u32 idx = ((__u32)h + i) & mask;
+		__u32 *slot = bpf_map_lookup_elem(table, &idx);
+		if (!slot)
+			return CLAIM_FAILED;
+		__u32 state = *(volatile __u32 *)slot;
+		if (state == SLOT_EMPTY) {
+			if (__sync_val_compare_and_swap(slot, SLOT_EMPTY, SLOT_BUSY) != SLOT_EMPTY)
+				continue; /* another CPU took it first */
+			__builtin_memcpy(SLOT_KEY(slot), key, words * 8);
+			*out = slot;
+			return CLAIM_NEW;
+		}
+		if (state == SLOT_BUSY)
+			continue;
+		if (state == tag && key_equal(SLOT_KEY(slot), key, words)) {
+			*out = slot;
+			return CLAIM_FOUND;
+		}
+		__u64 seen = *(__u64 *)((void *)slot + stamp_off) & ((1ULL << 62) - 1);
+		__u64 older = -((seen - oldest) >> 63); /* all ones if seen < oldest */
+		oldest = (seen & older) | (oldest & ~older);
+		oldest_idx = (idx & older) | (oldest_idx & ~older);
+		oldest_state = (state & older) | (oldest_state & ~older);
+	}
+	__u32 victim = oldest_idx, victim_state = oldest_state;
+	if (victim_state == SLOT_EMPTY)
+		return CLAIM_FAILED;
+	__u32 *slot = bpf_map_lookup_elem(table, &victim);
+	if (!slot || __sync_val_compare_and_swap(slot, victim_state, SLOT_BUSY) != victim_state)
+		return CLAIM_FAILED;
+	__builtin_memcpy(SLOT_KEY(slot), key, words * 8);
+	*out = slot;
+	return CLAIM_EVICTED;
+}
+
+/* The slot of key: found (CLAIM_FOUND), or else claimed as table_claim
+ * does. *out is NULL when neither worked. */
+static __always_inline int table_get(void *table, __u32 mask, const __u64 *key, int words, __u64 h, int stamp_off,
+				     void **out)
+{
+	*out = table_find(table, mask, key, words, h);
+	if (*out)
+		return CLAIM_FOUND;
+	return table_claim(table, mask, key, words, h, stamp_off, out);
+}
+
+/* Make a claimed slot's key and value visible to lookups. An exchange is a
+ * full barrier, so no CPU sees the tag before the key. */
+static __always_inline void slot_publish(void *slot, __u64 h)
+{
+	__sync_lock_test_and_set((__u32 *)slot, key_tag(h));
+}
+
 static __always_inline struct port_entry *port_lookup(__u32 slot, __u16 port)
 {
 	__u32 idx = (slot << 16) | port;
@@ -314,146 +455,266 @@ static __always_inline struct service_counters *count_service(struct pkt *p, __u
 	return sc;
 }
 
-/* The counter of an exchange that a packet adds one to. */
-enum bump {
-	BUMP_ATTEMPT,
-	BUMP_ANSWER,
-	BUMP_RESET,
-	BUMP_ICMP_CLOSED,
-	BUMP_ICMP_FILTERED,
-	BUMP_ICMP_OTHER,
-	BUMP_RETURN_BLOCKED,
-	BUMP_FOLLOWUP,
+/* What a packet does to its exchange: add one to a counter, or one of the
+ * updates that depend on the exchange's last packet. */
+enum exchange_op_kind {
+	OP_ATTEMPT,
+	OP_ANSWER,
+	OP_RESET,
+	OP_ICMP_CLOSED,
+	OP_ICMP_FILTERED,
+	OP_ICMP_OTHER,
+	OP_RETURN_BLOCKED,
+	OP_FOLLOWUP,
+	OP_SYN,		 /* an attempt, or a retransmit of the last SYN */
+	OP_DHCP_REQUEST, /* an attempt with a transaction id */
+	OP_DHCP_REPLY,	 /* an answer, if it has the last request's id */
+};
+
+struct exchange_op {
+	struct exchange_key key;
+	__u32 seq;  /* OP_SYN: the sequence number; OP_DHCP_*: the xid */
+	__u16 port; /* OP_SYN: the source port */
+	__u16 kind; /* enum exchange_op_kind */
 };
 
 static __always_inline __u64 *bump_field(struct exchange_value *v, int what)
 {
 	switch (what) {
-	case BUMP_ATTEMPT:
+	case OP_ATTEMPT:
 		return &v->attempts;
-	case BUMP_ANSWER:
+	case OP_ANSWER:
 		return &v->answers;
-	case BUMP_RESET:
+	case OP_RESET:
 		return &v->resets;
-	case BUMP_ICMP_CLOSED:
+	case OP_ICMP_CLOSED:
 		return &v->icmp_closed;
-	case BUMP_ICMP_FILTERED:
+	case OP_ICMP_FILTERED:
 		return &v->icmp_filtered;
-	case BUMP_ICMP_OTHER:
+	case OP_ICMP_OTHER:
 		return &v->icmp_other;
-	case BUMP_RETURN_BLOCKED:
+	case OP_RETURN_BLOCKED:
 		return &v->return_blocked;
 	default:
 		return &v->followups;
 	}
 }
 
-/* Insert a new exchange already holding its first packet's counts, so a
- * new exchange costs one lookup and one insert. Returns the entry when
- * another CPU inserted the key first (the caller then adds to it), NULL
- * otherwise. */
-static __always_inline struct exchange_value *exchange_insert(struct pkt *p, struct exchange_key *k,
-							      struct exchange_value *fresh)
+/* A new exchange, holding its first packet's counts. */
+static __always_inline void exchange_init(struct exchange_value *v, struct exchange_op *op, __u64 now)
 {
-	long err = bpf_map_update_elem(&exchanges, k, fresh, BPF_NOEXIST);
-	if (err == 0) {
-		count(p, PC_EXCHANGE_NEW);
-		return 0;
+	__builtin_memset(v, 0, sizeof(*v));
+	v->first_seen = now;
+	v->last_seen = now;
+	switch (op->kind) {
+	case OP_SYN:
+		v->attempts = 1;
+		v->last_port = op->port;
+		v->last_seq = op->seq;
+		break;
+	case OP_DHCP_REQUEST:
+		v->attempts = 1;
+		v->last_seq = op->seq;
+		break;
+	case OP_DHCP_REPLY:
+		/* An answer with no request seen still counts as an answer:
+		 * nothing can pair it, and it shows the server is there. */
+		v->answers = 1;
+		break;
+	default:
+		*bump_field(v, op->kind) = 1;
 	}
-	if (err != -EEXIST) {
-		count(p, PC_MAP_UPDATE_FAILED);
-		return 0;
-	}
-	return bpf_map_lookup_elem(&exchanges, k);
 }
 
-/* Add one to a counter of an exchange, creating it if needed. */
-static __always_inline void exchange_bump(struct pkt *p, struct exchange_key *k, int what)
+static __always_inline void exchange_apply(struct exchange_value *v, struct exchange_op *op, __u64 now)
 {
-	__u64 now = stamp();
-	struct exchange_value *v = bpf_map_lookup_elem(&exchanges, k);
-	if (!v) {
-		struct exchange_value fresh = {};
-		fresh.first_seen = now;
-		fresh.last_seen = now;
-		*bump_field(&fresh, what) = 1;
-		v = exchange_insert(p, k, &fresh);
-		if (!v)
-			return;
-	}
 	v->last_seen = now;
-	__sync_fetch_and_add(bump_field(v, what), 1);
+	switch (op->kind) {
+	case OP_SYN:
+		/* A retransmit repeats the last SYN's port and sequence. */
+		if (v->last_port == op->port && v->last_seq == op->seq && (v->attempts | v->retransmits)) {
+			__sync_fetch_and_add(&v->retransmits, 1);
+		} else {
+			__sync_fetch_and_add(&v->attempts, 1);
+			v->last_port = op->port;
+			v->last_seq = op->seq;
+		}
+		break;
+	case OP_DHCP_REQUEST:
+		__sync_fetch_and_add(&v->attempts, 1);
+		v->last_seq = op->seq;
+		break;
+	case OP_DHCP_REPLY:
+		if (v->last_seq == op->seq)
+			__sync_fetch_and_add(&v->answers, 1);
+		break;
+	default:
+		__sync_fetch_and_add(bump_field(v, op->kind), 1);
+	}
+}
+
+/*
+ * The table operations are global functions: the verifier checks each once,
+ * on its own, where an inlined copy would be checked again for every path
+ * of the parser that reaches it (VLAN depths, IPv6 extension headers, ICMP
+ * quotes), each with its probe loop: too many for its budget. A call costs a
+ * few instructions. Each returns an enum claim.
+ */
+
+/* Apply op to its exchange, creating the exchange if needed. */
+__noinline int exchange_update(struct exchange_op *op)
+{
+	if (!op)
+		return CLAIM_FAILED;
+	__u64 now = stamp();
+	__u64 *key = (__u64 *)&op->key;
+	__u64 h = key_hash(key, KEY_WORDS(op->key));
+	struct exchange_slot *slot;
+	int got = table_get(&exchanges, exchanges_mask, key, KEY_WORDS(op->key), h,
+			    __builtin_offsetof(struct exchange_slot, value.last_seen), (void **)&slot);
+	if (!slot)
+		return CLAIM_FAILED;
+	if (got == CLAIM_FOUND) {
+		exchange_apply(&slot->value, op, now);
+		return got;
+	}
+	exchange_init(&slot->value, op, now);
+	slot_publish(slot, h);
+	return got;
+}
+
+/* The service of the remembered TFTP-style request with key k, or 0. */
+__noinline int ephemeral_service(struct ephemeral_key *k)
+{
+	if (!k)
+		return 0;
+	__u64 h = key_hash((__u64 *)k, KEY_WORDS(*k));
+	struct ephemeral_slot *slot = table_find(&ephemeral, ephemeral_mask, (__u64 *)k, KEY_WORDS(*k), h);
+	return slot ? slot->value.service : 0;
+}
+
+/* Remember a TFTP-style request (key k) to service, unless it already is. */
+__noinline int ephemeral_remember(struct ephemeral_key *k, __u32 service)
+{
+	if (!k)
+		return CLAIM_FAILED;
+	__u64 h = key_hash((__u64 *)k, KEY_WORDS(*k));
+	struct ephemeral_slot *slot;
+	int got = table_get(&ephemeral, ephemeral_mask, (__u64 *)k, KEY_WORDS(*k), h,
+			    __builtin_offsetof(struct ephemeral_slot, value.seen), (void **)&slot);
+	if (slot && got != CLAIM_FOUND) {
+		slot->value.seen = stamp();
+		slot->value.service = service;
+		slot_publish(slot, h);
+	}
+	return got;
+}
+
+struct unexpected_op {
+	struct unexpected_key key;
+	__u8 client[16]; /* the client answered */
+};
+
+/* Count an answer from a port in no catalog row. */
+__noinline int unexpected_record(struct unexpected_op *op)
+{
+	if (!op)
+		return CLAIM_FAILED;
+	__u64 now = stamp();
+	__u64 *key = (__u64 *)&op->key;
+	__u64 h = key_hash(key, KEY_WORDS(op->key));
+	struct unexpected_slot *slot;
+	int got = table_get(&unexpected, unexpected_mask, key, KEY_WORDS(op->key), h,
+			    __builtin_offsetof(struct unexpected_slot, value.last_seen), (void **)&slot);
+	if (!slot)
+		return CLAIM_FAILED;
+	if (got == CLAIM_FOUND) {
+		slot->value.last_seen = now;
+		__sync_fetch_and_add(&slot->value.answers, 1);
+	} else {
+		slot->value.first_seen = now;
+		slot->value.last_seen = now;
+		slot->value.answers = 1;
+	}
+	__builtin_memcpy(slot->value.client, op->client, 16);
+	if (got != CLAIM_FOUND)
+		slot_publish(slot, h);
+	return got;
+}
+
+/* Whether the UDP flow with key k was remembered. */
+__noinline int flow_known(struct flow_key *k)
+{
+	if (!k)
+		return 0;
+	__u64 h = key_hash((__u64 *)k, KEY_WORDS(*k));
+	return table_find(&udp_flows, udp_flows_mask, (__u64 *)k, KEY_WORDS(*k), h) != 0;
+}
+
+/* Remember the UDP flow with key k, unless it already is. */
+__noinline int flow_remember(struct flow_key *k)
+{
+	if (!k)
+		return CLAIM_FAILED;
+	__u64 h = key_hash((__u64 *)k, KEY_WORDS(*k));
+	struct flow_slot *slot;
+	int got = table_get(&udp_flows, udp_flows_mask, (__u64 *)k, KEY_WORDS(*k), h,
+			    __builtin_offsetof(struct flow_slot, value.seen), (void **)&slot);
+	if (slot && got != CLAIM_FOUND) {
+		slot->value.seen = stamp();
+		slot_publish(slot, h);
+	}
+	return got;
+}
+
+/* Count the outcome of an insert: a new entry (new_counter), or none. */
+static __always_inline void count_claim(struct pkt *p, int got, int new_counter)
+{
+	if (got == CLAIM_NEW || got == CLAIM_EVICTED)
+		count(p, new_counter);
+	else if (got == CLAIM_FAILED)
+		count(p, PC_MAP_UPDATE_FAILED);
+}
+
+static __always_inline void exchange_op(struct pkt *p, struct exchange_op *op)
+{
+	count_claim(p, exchange_update(op), PC_EXCHANGE_NEW);
 }
 
 static __always_inline void exchange_ip(struct pkt *p, __u16 service, __u32 *client, __u32 *server, int what)
 {
-	struct exchange_key k = {};
-	__builtin_memcpy(k.client, client, 16);
-	__builtin_memcpy(k.server, server, 16);
-	k.service = service;
-	k.kind = EXCHANGE_IP;
-	exchange_bump(p, &k, what);
+	struct exchange_op op = {};
+	__builtin_memcpy(op.key.client, client, 16);
+	__builtin_memcpy(op.key.server, server, 16);
+	op.key.service = service;
+	op.key.kind = EXCHANGE_IP;
+	op.kind = what;
+	exchange_op(p, &op);
 }
 
 /* A SYN: a new attempt, unless it repeats the last SYN's port and sequence
  * number (a retransmit). */
 static __always_inline void exchange_syn(struct pkt *p, __u16 service, __u16 sport, __u32 seq)
 {
-	struct exchange_key k = {};
-	__builtin_memcpy(k.client, p->src, 16);
-	__builtin_memcpy(k.server, p->dst, 16);
-	k.service = service;
-	k.kind = EXCHANGE_IP;
-
-	__u64 now = stamp();
-	struct exchange_value *v = bpf_map_lookup_elem(&exchanges, &k);
-	if (!v) {
-		struct exchange_value fresh = {};
-		fresh.first_seen = now;
-		fresh.last_seen = now;
-		fresh.attempts = 1;
-		fresh.last_port = sport;
-		fresh.last_seq = seq;
-		v = exchange_insert(p, &k, &fresh);
-		if (!v)
-			return;
-	}
-	v->last_seen = now;
-	if (v->last_port == sport && v->last_seq == seq && (v->attempts | v->retransmits)) {
-		__sync_fetch_and_add(&v->retransmits, 1);
-	} else {
-		__sync_fetch_and_add(&v->attempts, 1);
-		v->last_port = sport;
-		v->last_seq = seq;
-	}
+	struct exchange_op op = {};
+	__builtin_memcpy(op.key.client, p->src, 16);
+	__builtin_memcpy(op.key.server, p->dst, 16);
+	op.key.service = service;
+	op.key.kind = EXCHANGE_IP;
+	op.kind = OP_SYN;
+	op.port = sport;
+	op.seq = seq;
+	exchange_op(p, &op);
 }
 
 static __always_inline void record_unexpected(struct pkt *p, __u8 proto, __u32 *server, __u16 port, __u32 *client)
 {
-	struct unexpected_key k = {};
-	__builtin_memcpy(k.server, server, 16);
-	k.port = port;
-	k.proto = proto;
-
-	__u64 now = stamp();
-	struct unexpected_value *v = bpf_map_lookup_elem(&unexpected, &k);
-	if (!v) {
-		struct unexpected_value fresh = {};
-		fresh.first_seen = now;
-		long err = bpf_map_update_elem(&unexpected, &k, &fresh, BPF_NOEXIST);
-		if (err == 0)
-			count(p, PC_UNEXPECTED_NEW);
-		else if (err != -EEXIST) {
-			count(p, PC_MAP_UPDATE_FAILED);
-			return;
-		}
-		v = bpf_map_lookup_elem(&unexpected, &k);
-		if (!v)
-			return;
-	}
-	v->last_seen = now;
-	__sync_fetch_and_add(&v->answers, 1);
-	__builtin_memcpy(v->client, client, 16);
+	struct unexpected_op op = {};
+	__builtin_memcpy(op.key.server, server, 16);
+	op.key.port = port;
+	op.key.proto = proto;
+	__builtin_memcpy(op.client, client, 16);
+	count_claim(p, unexpected_record(&op), PC_UNEXPECTED_NEW);
 }
 
 /* Hand a copy of a portmapper packet to userspace, which learns the dynamic
@@ -520,9 +781,9 @@ static __always_inline void on_tcp(struct pkt *p, struct tcphdr *th)
 	if (syn && !ack)
 		exchange_syn(p, r.service, sport, bpf_ntohl(th->seq));
 	else if (syn && ack)
-		exchange_ip(p, r.service, p->dst, p->src, BUMP_ANSWER);
+		exchange_ip(p, r.service, p->dst, p->src, OP_ANSWER);
 	else if (rst && r.dir == DIR_REPLY)
-		exchange_ip(p, r.service, p->dst, p->src, BUMP_RESET);
+		exchange_ip(p, r.service, p->dst, p->src, OP_RESET);
 }
 
 static __always_inline void on_dhcp(struct pkt *p, void *payload, __u16 service, int port_dir)
@@ -542,48 +803,23 @@ static __always_inline void on_dhcp(struct pkt *p, void *payload, __u16 service,
 	if (dir == DIR_NONE)
 		return;
 
-	struct exchange_key k = {};
-	__builtin_memcpy(k.client, b->chaddr, 6);
-	k.service = service;
-	k.kind = EXCHANGE_DHCP;
-	__u32 xid = bpf_ntohl(b->xid);
-	__u64 now = stamp();
-
-	struct exchange_value *v = bpf_map_lookup_elem(&exchanges, &k);
-	if (!v) {
-		/* An answer with no request seen still counts as an answer:
-		 * nothing can pair it, and it shows the server is there. */
-		struct exchange_value fresh = {};
-		fresh.first_seen = now;
-		fresh.last_seen = now;
-		if (dir == DIR_REQUEST) {
-			fresh.attempts = 1;
-			fresh.last_seq = xid;
-		} else {
-			fresh.answers = 1;
-		}
-		v = exchange_insert(p, &k, &fresh);
-		if (!v)
-			return;
-	}
-	v->last_seen = now;
-	if (dir == DIR_REQUEST) {
-		__sync_fetch_and_add(&v->attempts, 1);
-		v->last_seq = xid;
-	} else if (v->last_seq == xid) {
-		__sync_fetch_and_add(&v->answers, 1);
-	}
+	struct exchange_op op = {};
+	__builtin_memcpy(op.key.client, b->chaddr, 6);
+	op.key.service = service;
+	op.key.kind = EXCHANGE_DHCP;
+	op.kind = dir == DIR_REQUEST ? OP_DHCP_REQUEST : OP_DHCP_REPLY;
+	op.seq = bpf_ntohl(b->xid);
+	exchange_op(p, &op);
 }
 
-/* The remembered request of client (from client_port) to a TFTP-style
- * server, with ek filled as its key (for an insert when there is none). */
-static __always_inline struct ephemeral_value *ephemeral_find(struct ephemeral_key *ek, __u32 *client, __u32 *server,
-							      __u16 client_port)
+/* The service of the remembered request of client (from client_port) to a
+ * TFTP-style server, or 0; ek is filled as its key. */
+static __always_inline __u16 ephemeral_find(struct ephemeral_key *ek, __u32 *client, __u32 *server, __u16 client_port)
 {
 	__builtin_memcpy(ek->client, client, 16);
 	__builtin_memcpy(ek->server, server, 16);
 	ek->client_port = client_port;
-	return bpf_map_lookup_elem(&ephemeral, ek);
+	return ephemeral_service(ek);
 }
 
 /* UDP on no catalog port: an answer from a TFTP-style server's new port, the
@@ -592,22 +828,20 @@ static __always_inline struct ephemeral_value *ephemeral_find(struct ephemeral_k
 static __always_inline void on_udp_other(struct pkt *p, struct udphdr *uh, __u16 sport, __u16 dport)
 {
 	struct ephemeral_key ek = {};
-	struct ephemeral_value *ev;
+	__u16 service;
 	if (ephemeral_ports[dport]) {
-		ev = ephemeral_find(&ek, p->dst, p->src, dport);
-		if (ev) {
-			__u16 service = ev->service;
+		service = ephemeral_find(&ek, p->dst, p->src, dport);
+		if (service) {
 			count_service(p, service, DIR_REPLY);
-			exchange_ip(p, service, p->dst, p->src, BUMP_ANSWER);
+			exchange_ip(p, service, p->dst, p->src, OP_ANSWER);
 			return;
 		}
 	}
 	if (ephemeral_ports[sport]) {
-		ev = ephemeral_find(&ek, p->src, p->dst, sport);
-		if (ev) {
-			__u16 service = ev->service;
+		service = ephemeral_find(&ek, p->src, p->dst, sport);
+		if (service) {
 			count_service(p, service, DIR_NONE);
-			exchange_ip(p, service, p->src, p->dst, BUMP_FOLLOWUP);
+			exchange_ip(p, service, p->src, p->dst, OP_FOLLOWUP);
 			return;
 		}
 	}
@@ -629,7 +863,7 @@ static __always_inline void on_udp_other(struct pkt *p, struct udphdr *uh, __u16
 	__builtin_memcpy(fk.dst, p->src, 16);
 	fk.sport = dport;
 	fk.dport = sport;
-	if (bpf_map_lookup_elem(&udp_flows, &fk)) {
+	if (flow_known(&fk)) {
 		/* It comes back from the port the client sent to. */
 		record_unexpected(p, IPPROTO_UDP, p->src, sport, p->dst);
 		return;
@@ -638,14 +872,7 @@ static __always_inline void on_udp_other(struct pkt *p, struct udphdr *uh, __u16
 	__builtin_memcpy(fk.dst, p->dst, 16);
 	fk.sport = sport;
 	fk.dport = dport;
-	if (bpf_map_lookup_elem(&udp_flows, &fk))
-		return;
-	struct flow_value fv = {.seen = stamp()};
-	long err = bpf_map_update_elem(&udp_flows, &fk, &fv, BPF_NOEXIST);
-	if (err == 0)
-		count(p, PC_FLOW_NEW);
-	else if (err != -EEXIST)
-		count(p, PC_MAP_UPDATE_FAILED);
+	count_claim(p, flow_remember(&fk), PC_FLOW_NEW);
 }
 
 static __always_inline void on_udp(struct pkt *p, struct udphdr *uh)
@@ -668,25 +895,20 @@ static __always_inline void on_udp(struct pkt *p, struct udphdr *uh)
 		learn(p);
 
 	if (r.dir == DIR_REPLY) {
-		exchange_ip(p, r.service, p->dst, p->src, BUMP_ANSWER);
+		exchange_ip(p, r.service, p->dst, p->src, OP_ANSWER);
 		return;
 	}
-	exchange_ip(p, r.service, p->src, p->dst, BUMP_ATTEMPT);
+	exchange_ip(p, r.service, p->src, p->dst, OP_ATTEMPT);
 	if (r.flags & PORT_EPHEMERAL_REPLY) {
 		/* Remember the request so that the answer from the server's new
-		 * port can be matched. Look first: an LRU insert of a key that
-		 * exists takes (and may evict) an entry before it fails, and
-		 * clients repeat their requests. */
+		 * port can be matched; a repeated request finds it there. */
 		struct ephemeral_key ek = {};
-		if (ephemeral_find(&ek, p->src, p->dst, sport))
-			return;
+		__builtin_memcpy(ek.client, p->src, 16);
+		__builtin_memcpy(ek.server, p->dst, 16);
+		ek.client_port = sport;
+		/* Before the entry exists, so that no answer can miss it. */
 		ephemeral_ports[sport] = 1;
-		struct ephemeral_value ev = {.service = r.service};
-		long err = bpf_map_update_elem(&ephemeral, &ek, &ev, BPF_NOEXIST);
-		if (err == 0)
-			count(p, PC_EPHEMERAL_NEW);
-		else if (err != -EEXIST)
-			count(p, PC_MAP_UPDATE_FAILED);
+		count_claim(p, ephemeral_remember(&ek, r.service), PC_EPHEMERAL_NEW);
 	}
 }
 
@@ -716,31 +938,31 @@ static __always_inline void on_unreachable(struct pkt *p, __u8 proto, __u32 *isr
 		if (cls == UNREACH_CLOSED) {
 			if (sc)
 				sc->icmp_closed++;
-			exchange_ip(p, r.service, isrc, idst, BUMP_ICMP_CLOSED);
+			exchange_ip(p, r.service, isrc, idst, OP_ICMP_CLOSED);
 		} else if (cls == UNREACH_FILTERED) {
 			if (sc)
 				sc->icmp_filtered++;
-			exchange_ip(p, r.service, isrc, idst, BUMP_ICMP_FILTERED);
+			exchange_ip(p, r.service, isrc, idst, OP_ICMP_FILTERED);
 		} else {
 			if (sc)
 				sc->icmp_other++;
-			exchange_ip(p, r.service, isrc, idst, BUMP_ICMP_OTHER);
+			exchange_ip(p, r.service, isrc, idst, OP_ICMP_OTHER);
 		}
 		return;
 	}
 	if (r.dir == DIR_REPLY && !(r.flags & PORT_BROADCAST)) {
 		/* (DHCP clients take their answers on raw sockets, so the
 		 * kernel's port unreachable for an answer proves nothing.) */
-		exchange_ip(p, r.service, idst, isrc, BUMP_RETURN_BLOCKED);
+		exchange_ip(p, r.service, idst, isrc, OP_RETURN_BLOCKED);
 		return;
 	}
 	if (proto == IPPROTO_UDP && ephemeral_ports[idport]) {
 		/* An answer from a TFTP-style server's new port, refused on its
 		 * way back. */
 		struct ephemeral_key ek = {};
-		struct ephemeral_value *ev = ephemeral_find(&ek, idst, isrc, idport);
-		if (ev) {
-			exchange_ip(p, ev->service, idst, isrc, BUMP_RETURN_BLOCKED);
+		__u16 service = ephemeral_find(&ek, idst, isrc, idport);
+		if (service) {
+			exchange_ip(p, service, idst, isrc, OP_RETURN_BLOCKED);
 			return;
 		}
 	}

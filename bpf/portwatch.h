@@ -63,13 +63,17 @@ enum exchange_kind {
 	EXCHANGE_DHCP = 1,
 };
 
+/* The tables' keys are read, hashed and compared a word at a time: each is
+ * a whole number of 8-byte words, aligned to 8. */
+#define KEY_WORDS(type) (sizeof(type) / 8)
+
 struct exchange_key {
 	__u8 client[16];
 	__u8 server[16];
 	__u16 service;
 	__u8 kind; /* enum exchange_kind */
-	__u8 pad;
-};
+	__u8 pad[5];
+} __attribute__((aligned(8)));
 
 /* Only packets that change an exchange's state touch it: SYN, SYN-ACK, RST,
  * UDP requests and answers, ICMP errors. Counters are cumulative. */
@@ -95,10 +99,11 @@ struct ephemeral_key {
 	__u8 client[16];
 	__u8 server[16];
 	__u16 client_port;
-	__u16 pad;
-};
+	__u8 pad[6];
+} __attribute__((aligned(8)));
 
 struct ephemeral_value {
+	__u64 seen; /* a stamp: when the request was remembered */
 	__u16 service;
 	__u16 pad[3];
 };
@@ -108,8 +113,8 @@ struct unexpected_key {
 	__u8 server[16];
 	__u16 port;
 	__u8 proto; /* IPPROTO_TCP or IPPROTO_UDP */
-	__u8 pad;
-};
+	__u8 pad[5];
+} __attribute__((aligned(8)));
 
 struct unexpected_value {
 	__u64 first_seen; /* stamps, as in exchange_value */
@@ -125,10 +130,62 @@ struct flow_key {
 	__u8 dst[16];
 	__u16 sport;
 	__u16 dport;
-};
+	__u8 pad[4];
+} __attribute__((aligned(8)));
 
 struct flow_value {
 	__u64 seen; /* a stamp, as in exchange_value */
+};
+
+/*
+ * The four tables are open-addressing hash tables, each an array of slots
+ * (a power of two of them) that userspace maps into its memory and reads
+ * without a system call. A key lives in the first free slot of the
+ * TABLE_PROBES slots from its home slot; when all of them are taken, the
+ * one seen least recently gives way (an approximate LRU, as the kernel's LRU
+ * hash is). Nothing is ever deleted, so a free slot ends every search.
+ *
+ * A slot's state says whether its key can be read: empty, claimed by a CPU
+ * that is writing its key, or published (the key's tag: hash bits, never 0
+ * or 1). Two CPUs inserting the same new key at the same moment may both
+ * succeed; userspace merges such twins when it reads the table.
+ */
+enum table_shape {
+	TABLE_PROBES = 32,
+};
+
+enum slot_state {
+	SLOT_EMPTY = 0,
+	SLOT_BUSY = 1,
+	/* any other value: published, the key's tag */
+};
+
+struct exchange_slot {
+	__u32 state; /* enum slot_state, or the key's tag */
+	__u32 pad;
+	struct exchange_key key;
+	struct exchange_value value;
+};
+
+struct ephemeral_slot {
+	__u32 state;
+	__u32 pad;
+	struct ephemeral_key key;
+	struct ephemeral_value value;
+};
+
+struct unexpected_slot {
+	__u32 state;
+	__u32 pad;
+	struct unexpected_key key;
+	struct unexpected_value value;
+};
+
+struct flow_slot {
+	__u32 state;
+	__u32 pad;
+	struct flow_key key;
+	struct flow_value value;
 };
 
 /* What the parser made of each packet; a packet may add to several. The

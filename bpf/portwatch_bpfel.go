@@ -18,11 +18,20 @@ type PortwatchEphemeralKey struct {
 	Client     [16]uint8
 	Server     [16]uint8
 	ClientPort uint16
-	Pad        uint16
+	Pad        [6]uint8
+}
+
+type PortwatchEphemeralSlot struct {
+	_     structs.HostLayout
+	State uint32
+	Pad   uint32
+	Key   PortwatchEphemeralKey
+	Value PortwatchEphemeralValue
 }
 
 type PortwatchEphemeralValue struct {
 	_       structs.HostLayout
+	Seen    uint64
 	Service uint16
 	Pad     [3]uint16
 }
@@ -33,7 +42,7 @@ type PortwatchExchangeKey struct {
 	Server  [16]uint8
 	Service uint16
 	Kind    uint8
-	Pad     uint8
+	Pad     [5]uint8
 }
 
 type PortwatchExchangeKind uint32
@@ -42,6 +51,14 @@ const (
 	PortwatchExchangeKindEXCHANGE_IP   PortwatchExchangeKind = 0
 	PortwatchExchangeKindEXCHANGE_DHCP PortwatchExchangeKind = 1
 )
+
+type PortwatchExchangeSlot struct {
+	_     structs.HostLayout
+	State uint32
+	Pad   uint32
+	Key   PortwatchExchangeKey
+	Value PortwatchExchangeValue
+}
 
 type PortwatchExchangeValue struct {
 	_             structs.HostLayout
@@ -67,6 +84,15 @@ type PortwatchFlowKey struct {
 	Dst   [16]uint8
 	Sport uint16
 	Dport uint16
+	Pad   [4]uint8
+}
+
+type PortwatchFlowSlot struct {
+	_     structs.HostLayout
+	State uint32
+	Pad   uint32
+	Key   PortwatchFlowKey
+	Value PortwatchFlowValue
 }
 
 type PortwatchFlowValue struct {
@@ -162,12 +188,33 @@ type PortwatchServiceCounters struct {
 	IcmpOther    uint64
 }
 
+type PortwatchSlotState uint32
+
+const (
+	PortwatchSlotStateSLOT_EMPTY PortwatchSlotState = 0
+	PortwatchSlotStateSLOT_BUSY  PortwatchSlotState = 1
+)
+
+type PortwatchTableShape uint32
+
+const (
+	PortwatchTableShapeTABLE_PROBES PortwatchTableShape = 32
+)
+
 type PortwatchUnexpectedKey struct {
 	_      structs.HostLayout
 	Server [16]uint8
 	Port   uint16
 	Proto  uint8
-	Pad    uint8
+	Pad    [5]uint8
+}
+
+type PortwatchUnexpectedSlot struct {
+	_     structs.HostLayout
+	State uint32
+	Pad   uint32
+	Key   PortwatchUnexpectedKey
+	Value PortwatchUnexpectedValue
 }
 
 type PortwatchUnexpectedValue struct {
@@ -195,7 +242,12 @@ const (
 	PortwatchProgPortwatchXdp        = "portwatch_xdp"
 	PortwatchVarClockMonoNs          = "clock_mono_ns"
 	PortwatchVarClockTicks           = "clock_ticks"
+	PortwatchVarEphemeralMask        = "ephemeral_mask"
 	PortwatchVarEphemeralPorts       = "ephemeral_ports"
+	PortwatchVarExchangesMask        = "exchanges_mask"
+	PortwatchVarTableSeed            = "table_seed"
+	PortwatchVarUdpFlowsMask         = "udp_flows_mask"
+	PortwatchVarUnexpectedMask       = "unexpected_mask"
 	PortwatchVarUnusedUserspaceTypes = "unused_userspace_types"
 )
 
@@ -266,7 +318,12 @@ type PortwatchMapSpecs struct {
 type PortwatchVariableSpecs struct {
 	ClockMonoNs          *ebpf.VariableSpec `ebpf:"clock_mono_ns"`
 	ClockTicks           *ebpf.VariableSpec `ebpf:"clock_ticks"`
+	EphemeralMask        *ebpf.VariableSpec `ebpf:"ephemeral_mask"`
 	EphemeralPorts       *ebpf.VariableSpec `ebpf:"ephemeral_ports"`
+	ExchangesMask        *ebpf.VariableSpec `ebpf:"exchanges_mask"`
+	TableSeed            *ebpf.VariableSpec `ebpf:"table_seed"`
+	UdpFlowsMask         *ebpf.VariableSpec `ebpf:"udp_flows_mask"`
+	UnexpectedMask       *ebpf.VariableSpec `ebpf:"unexpected_mask"`
 	UnusedUserspaceTypes *ebpf.VariableSpec `ebpf:"unused_userspace_types"`
 }
 
@@ -319,7 +376,12 @@ func (m *PortwatchMaps) Close() error {
 type PortwatchVariables struct {
 	ClockMonoNs          *ebpf.Variable `ebpf:"clock_mono_ns"`
 	ClockTicks           *ebpf.Variable `ebpf:"clock_ticks"`
+	EphemeralMask        *ebpf.Variable `ebpf:"ephemeral_mask"`
 	EphemeralPorts       *ebpf.Variable `ebpf:"ephemeral_ports"`
+	ExchangesMask        *ebpf.Variable `ebpf:"exchanges_mask"`
+	TableSeed            *ebpf.Variable `ebpf:"table_seed"`
+	UdpFlowsMask         *ebpf.Variable `ebpf:"udp_flows_mask"`
+	UnexpectedMask       *ebpf.Variable `ebpf:"unexpected_mask"`
 	UnusedUserspaceTypes *ebpf.Variable `ebpf:"unused_userspace_types"`
 }
 

@@ -42,9 +42,11 @@ func (k *tableKey) equal(a, b addr, tail uint64) bool {
 	return (k.a.hi^a.hi)|(k.a.lo^a.lo)|(k.b.hi^b.hi)|(k.b.lo^b.lo)|(k.tail^tail) == 0
 }
 
-// boundedMap is a hash table with the kernel LRU map's bound: when full, the
-// least recently seen eighth of the entries is evicted (the kernel's LRU is
-// approximate too, so the two agree exactly only below the bound).
+// boundedMap is a hash table with the kernel table's bound: when full, the
+// least recently seen eighth of the entries is evicted. The kernel's tables
+// evict one entry at a time, the least recently seen of a probe window (see
+// portwatch.h), so the two agree exactly only below the bound; both keep
+// what was seen last.
 //
 // Entries live in one slice, in insertion order; an open-addressing index
 // (linear probing, at most half full) points into it. A slot holds the

@@ -11,7 +11,7 @@ import (
 	"portwatch/catalog"
 )
 
-// The twin's bounded tables stand in for the kernel's LRU maps: when one is
+// The twin's bounded tables stand in for the kernel's tables: when one is
 // full, the eighth of its entries seen least recently goes. These tests pin
 // which entries survive, so that the tables can change inside without the
 // counts of a long capture changing.

@@ -448,8 +448,8 @@ func (c *Collector) collectSnapshot(ch chan<- prometheus.Metric, cat *catalog.Ca
 	// The exchange table only loses entries to eviction (nothing deletes
 	// them), so entries created minus entries held is the evictions. It is
 	// an estimate: the counters and the table are not read at one instant,
-	// so exchanges created between the two reads, or an LRU walk that
-	// misses or repeats entries while the hooks insert, make it dip or
+	// so exchanges created between the two reads, or two CPUs inserting
+	// one exchange at once (counted twice, held once), make it dip or
 	// jump by a few. The collector reports the highest value so far, so
 	// that Prometheus never sees the counter go down and take it for a
 	// restart.

@@ -97,17 +97,20 @@ const (
 	DefaultMaxUnexpected = 4096
 	DefaultMaxFlows      = 16384
 
-	// MinMapEntries keeps a table big enough that the kernel's LRU, which
-	// parks free entries on per-CPU lists, still has room for real work.
+	// MinMapEntries keeps a table several probe windows wide, so that a
+	// few busy hosts cannot crowd everything else out.
 	MinMapEntries = 256
 	// MaxMapEntries bounds a table at 16 Mi entries: the exchange table is
-	// then about 2.3 GiB of kernel memory, more than any cluster needs.
+	// then 4.5 GiB of kernel memory, more than any cluster needs.
 	MaxMapEntries = 1 << 24
 )
 
-// MapSizes are the capacities of the LRU tables. A full table evicts its
-// least recently used entry; the classifier treats a vanished exchange as
-// evicted, so a table that is too small loses evidence, not correctness.
+// MapSizes are the capacities of the kernel's tables. Each gets twice as
+// many slots, rounded up to a power of two; a new entry that finds no free
+// slot near its hash takes the place of the least recently seen entry
+// there (below the capacity this is rare). The classifier treats a vanished
+// exchange as evicted, so a table that is too small loses evidence, not
+// correctness.
 type MapSizes struct {
 	Exchanges  int // (service, client, server) exchanges
 	Ephemeral  int // TFTP-style requests waiting for an answer from a new server port
@@ -152,13 +155,17 @@ type Config struct {
 	XDPMode XDPMode
 	// Egress is the egress attach kind; empty means EgressAuto.
 	Egress EgressAttach
-	// Sizes are the LRU tables' capacities; zero fields take the defaults.
+	// Sizes are the tables' capacities; zero fields take the defaults.
 	Sizes MapSizes
 	// Catalog fills the port map. Required.
 	Catalog *catalog.Catalog
 	// Log receives what the loader decided (attach modes, fallbacks, lost
 	// learn events); nil means slog.Default().
 	Log *slog.Logger
+
+	// tableSeed, when not zero, replaces the tables' random hash seed, so
+	// that a test knows which keys share a probe window.
+	tableSeed uint64
 }
 
 // withDefaults fills the empty fields.

@@ -2,7 +2,6 @@ package loader
 
 import (
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -48,23 +47,7 @@ func newDiffRig(tb testing.TB) *diffRig {
 // portwatch itself never resets a kernel counter.
 func (r *diffRig) reset(tb testing.TB) {
 	tb.Helper()
-	for _, m := range []*ebpf.Map{r.l.objs.Exchanges, r.l.objs.Ephemeral, r.l.objs.Unexpected, r.l.objs.UdpFlows} {
-		var keys [][]byte
-		var k []byte
-		it := m.Iterate()
-		var v []byte
-		for it.Next(&k, &v) {
-			keys = append(keys, append([]byte(nil), k...))
-		}
-		if err := it.Err(); err != nil {
-			tb.Fatal(err)
-		}
-		for _, k := range keys {
-			if err := m.Delete(k); err != nil && !errors.Is(err, ebpf.ErrKeyNotExist) {
-				tb.Fatal(err)
-			}
-		}
-	}
+	clearTables(tb, r.l)
 	cpus, err := ebpf.PossibleCPU()
 	if err != nil {
 		tb.Fatal(err)
@@ -79,6 +62,26 @@ func (r *diffRig) reset(tb testing.TB) {
 	}
 	if err := r.l.objs.ParseStats.Put(uint32(0), make([]bpf.PortwatchParseCounters, cpus)); err != nil {
 		tb.Fatal(err)
+	}
+}
+
+// clearTable empties a table: every slot free, through a writable mapping
+// of its memory.
+func clearTable(tb testing.TB, m *ebpf.Map) {
+	tb.Helper()
+	mem, err := m.Memory()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if _, err := mem.WriteAt(make([]byte, mem.Size()), 0); err != nil {
+		tb.Fatal(err)
+	}
+}
+
+// clearTables empties the loader's four tables.
+func clearTables(tb testing.TB, l *Loader) {
+	for _, m := range []*ebpf.Map{l.objs.Exchanges, l.objs.Ephemeral, l.objs.Unexpected, l.objs.UdpFlows} {
+		clearTable(tb, m)
 	}
 }
 

@@ -36,5 +36,5 @@
 // Every counter is cumulative. The loader never resets or deletes a map
 // entry except in the port map, which it owns: the classifier computes
 // rates from two snapshots, and an exchange that vanished from the bounded
-// LRU table was evicted.
+// table was evicted.
 package loader

@@ -53,7 +53,7 @@ func loadError(err error) error {
 		}
 		// The last lines of the verifier log say where it gave up.
 		return fmt.Errorf("the kernel's verifier rejected portwatch's BPF program (kernel 6.6 or later is "+
-			"tested; with an older kernel use --backend capture, else please report this with `uname -r`): %-+30v", ve)
+			"tested; with an older kernel use --backend capture, else please report this with `uname -r`): %-30v", ve)
 	}
 	return privilegeError("loading the BPF programs", err)
 }

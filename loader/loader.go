@@ -52,12 +52,16 @@ type Loader struct {
 
 	snapMu sync.Mutex
 	snap   snapshotBuffers
+	// The tables that snapshots read, mapped into memory.
+	exchangeTable   *slotTable[bpf.PortwatchExchangeSlot]
+	unexpectedTable *slotTable[bpf.PortwatchUnexpectedSlot]
 	// ticks places the kernel's tick counter, the program's time stamps,
 	// on the monotonic clock; measured by the first snapshot (it takes a
 	// few ticks, which loading need not wait for).
 	ticks tickScale
-	// noBatch makes Snapshot iterate instead of using batch lookups, as
-	// on kernels without them; tests set it to check the fallback.
+	// noBatch makes Snapshot read the per-CPU counters one entry at a
+	// time, as on kernels without batch lookups; tests set it to check the
+	// fallback.
 	noBatch bool
 
 	learnMu     sync.Mutex
@@ -87,35 +91,26 @@ func Load(cfg Config) (*Loader, error) {
 	if err != nil {
 		return nil, fmt.Errorf("reading the embedded BPF object: %w", err)
 	}
-	if err := sizeMaps(spec, cfg.Sizes); err != nil {
+	if err := sizeMaps(spec, cfg.Sizes, cfg.tableSeed); err != nil {
 		return nil, err
 	}
 	l := &Loader{cfg: cfg, log: cfg.Log, ports: map[uint32]bpf.PortwatchPortEntry{}}
 	if err := spec.LoadAndAssign(&l.objs, nil); err != nil {
 		return nil, loadError(err)
 	}
+	if l.exchangeTable, err = mapTable[bpf.PortwatchExchangeSlot](l.objs.Exchanges); err == nil {
+		l.unexpectedTable, err = mapTable[bpf.PortwatchUnexpectedSlot](l.objs.Unexpected)
+	}
+	if err != nil {
+		_ = l.exchangeTable.close()
+		_ = l.objs.Close()
+		return nil, err
+	}
 	if err := l.SetCatalog(cfg.Catalog); err != nil {
 		_ = l.objs.Close()
 		return nil, err
 	}
 	return l, nil
-}
-
-// sizeMaps sets the LRU tables' capacities on the spec before load.
-func sizeMaps(spec *ebpf.CollectionSpec, s MapSizes) error {
-	for name, n := range map[string]int{
-		bpf.PortwatchMapExchanges:  s.Exchanges,
-		bpf.PortwatchMapEphemeral:  s.Ephemeral,
-		bpf.PortwatchMapUnexpected: s.Unexpected,
-		bpf.PortwatchMapUdpFlows:   s.Flows,
-	} {
-		m, ok := spec.Maps[name]
-		if !ok {
-			return fmt.Errorf("the embedded BPF object has no map %q: rebuild it with `make generate`", name)
-		}
-		m.MaxEntries = uint32(n)
-	}
-	return nil
 }
 
 // Open loads the programs, fills the port map and attaches the programs to
@@ -193,6 +188,9 @@ func (l *Loader) Close() error {
 		if l.nl != nil {
 			l.nl.Close()
 		}
+		l.snapMu.Lock()
+		errs = append(errs, l.exchangeTable.close(), l.unexpectedTable.close())
+		l.snapMu.Unlock()
 		errs = append(errs, l.objs.Close())
 		l.closeErr = errors.Join(errs...)
 	})

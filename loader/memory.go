@@ -53,8 +53,8 @@ type MapMemory struct {
 
 // EstimateMemory models the kernel memory of every map at the given sizes on
 // a machine with cpus possible CPUs. It needs no privileges: sizes come from
-// the embedded object. The exchange table's size does not depend on cpus
-// beyond a few bytes of locks: it is one shared LRU, not one per CPU.
+// the embedded object. The tables' sizes do not depend on cpus: each is one
+// array shared by all CPUs.
 func EstimateMemory(sizes MapSizes, cpus int) ([]MapMemory, error) {
 	if cpus < 1 {
 		return nil, fmt.Errorf("EstimateMemory: %d CPUs", cpus)
@@ -63,7 +63,7 @@ func EstimateMemory(sizes MapSizes, cpus int) ([]MapMemory, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := sizeMaps(spec, sizes); err != nil {
+	if err := sizeMaps(spec, sizes, 0); err != nil {
 		return nil, err
 	}
 	var out []MapMemory

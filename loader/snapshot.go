@@ -12,24 +12,23 @@ import (
 	"portwatch/bpf"
 )
 
-// batchEntries is how many hash-map entries one batch lookup reads: large
-// enough that 100,000 exchanges take a few dozen system calls, small enough
-// (about 0.5 MiB of buffers) to keep around between snapshots.
-const batchEntries = 4096
-
 // snapshotBuffers are reused by every snapshot, so that reading the maps
 // allocates little beyond the snapshot itself.
 type snapshotBuffers struct {
 	serviceKeys []uint32
 	serviceVals []bpf.PortwatchServiceCounters // per key, one value per CPU
 	parseVals   []bpf.PortwatchParseCounters   // one per CPU
-	// lastExchanges sizes the next snapshot's exchange map.
+	// lastExchanges sizes the next snapshot's exchange list.
 	lastExchanges int
+	slotOf        []int // readExchanges' scratch
 }
 
 // Snapshot reads the cumulative counters: per-service and parse counters
 // summed over the CPUs, the exchange table and the unexpected-port table.
-// It never resets or deletes anything: rates come from two snapshots.
+// It never resets or deletes anything: rates come from two snapshots. The
+// tables are read from memory while the programs write them: an entry that
+// changes meanwhile may be seen old or new, and one given way to a new key
+// is gone (the classifier takes a vanished exchange as evicted).
 func (l *Loader) Snapshot() (bpf.Snapshot, error) {
 	l.snapMu.Lock()
 	defer l.snapMu.Unlock()
@@ -53,24 +52,10 @@ func (l *Loader) Snapshot() (bpf.Snapshot, error) {
 
 	// Growing a slice of 100,000 entries costs more than reading them.
 	snap.Exchanges = make([]bpf.ExchangeEntry, 0, l.snap.lastExchanges+l.snap.lastExchanges/8)
-	err = readHash(l.objs.Exchanges, l.noBatch,
-		func(k *bpf.PortwatchExchangeKey, v *bpf.PortwatchExchangeValue) {
-			key, c := bpf.Exchange(*k, *v, clock)
-			snap.Exchanges = append(snap.Exchanges, bpf.ExchangeEntry{Key: key, Counters: c})
-		})
-	if err != nil {
-		return bpf.Snapshot{}, fmt.Errorf("reading the exchange table: %w", err)
-	}
+	snap.Exchanges, l.snap.slotOf = readExchanges(l.exchangeTable, clock, snap.Exchanges, l.snap.slotOf)
 	l.snap.lastExchanges = len(snap.Exchanges)
 	snap.Unexpected = make(map[bpf.UnexpectedKey]bpf.UnexpectedCounters)
-	err = readHash(l.objs.Unexpected, l.noBatch,
-		func(k *bpf.PortwatchUnexpectedKey, v *bpf.PortwatchUnexpectedValue) {
-			key, c := bpf.Unexpected(*k, *v, clock)
-			snap.Unexpected[key] = c
-		})
-	if err != nil {
-		return bpf.Snapshot{}, fmt.Errorf("reading the unexpected-port table: %w", err)
-	}
+	readUnexpected(l.unexpectedTable, clock, snap.Unexpected)
 	return snap, nil
 }
 
@@ -144,72 +129,6 @@ func readPerCPUArray[V any](m *ebpf.Map, keys []uint32, vals []V, cpus int, noBa
 		}
 	}
 	return nil
-}
-
-// readHash visits every entry of a hash map, reading up to batchEntries
-// entries per batch lookup where the kernel has them (5.6+) and iterating
-// otherwise. A second goroutine runs the lookups while visit converts the
-// previous batch: with 100,000 exchanges the kernel's copy and the Go
-// conversion take about as long as each other. Entries that change
-// meanwhile may be seen old or new; the LRU may evict some: the classifier
-// takes a vanished exchange as evicted.
-func readHash[K, V any](m *ebpf.Map, noBatch bool, visit func(*K, *V)) error {
-	if !noBatch {
-		err := readHashBatched(m, visit)
-		if !errors.Is(err, ebpf.ErrNotSupported) {
-			return err
-		}
-	}
-	var k K
-	var v V
-	it := m.Iterate()
-	for it.Next(&k, &v) {
-		visit(&k, &v)
-	}
-	return it.Err()
-}
-
-type hashBatch[K, V any] struct {
-	keys []K
-	vals []V
-	n    int
-}
-
-func readHashBatched[K, V any](m *ebpf.Map, visit func(*K, *V)) error {
-	// Three buffers: one being filled, one being converted, one spare.
-	const buffers = 3
-	free := make(chan *hashBatch[K, V], buffers)
-	for range buffers {
-		free <- &hashBatch[K, V]{keys: make([]K, batchEntries), vals: make([]V, batchEntries)}
-	}
-	full := make(chan *hashBatch[K, V], buffers)
-	var readErr error
-	go func() {
-		defer close(full)
-		var cursor ebpf.MapBatchCursor
-		for {
-			b := <-free
-			n, err := m.BatchLookup(&cursor, b.keys, b.vals, nil)
-			b.n = n
-			if n > 0 {
-				full <- b
-			}
-			if errors.Is(err, ebpf.ErrKeyNotExist) {
-				return
-			}
-			if err != nil {
-				readErr = err
-				return
-			}
-		}
-	}()
-	for b := range full {
-		for i := range b.n {
-			visit(&b.keys[i], &b.vals[i])
-		}
-		free <- b
-	}
-	return readErr
 }
 
 // monotonicOffset is CLOCK_REALTIME minus CLOCK_MONOTONIC in nanoseconds,

@@ -1,0 +1,272 @@
+package loader
+
+import (
+	"crypto/rand"
+	"encoding/binary"
+	"fmt"
+	"os"
+	"sort"
+	"sync/atomic"
+	"unsafe"
+
+	"github.com/cilium/ebpf"
+	"golang.org/x/sys/unix"
+
+	"portwatch/bpf"
+)
+
+// The program's four tables are open-addressing hash tables in arrays of
+// slots (see bpf/portwatch.h): a key lives in one of the tableProbes slots
+// from its home slot, a slot is published once its key is written, and
+// nothing is ever deleted. The loader sizes them, and reads the exchange and
+// unexpected-port tables through a read-only memory mapping: a snapshot
+// is a memory copy, not a system call per batch of entries.
+
+const (
+	tableProbes = int(bpf.PortwatchTableShapeTABLE_PROBES)
+	slotEmpty   = uint32(bpf.PortwatchSlotStateSLOT_EMPTY)
+	slotBusy    = uint32(bpf.PortwatchSlotStateSLOT_BUSY)
+)
+
+// tableSlots is the slot count of a table that should hold entries keys:
+// twice as many, a power of two, so that the table is at most half full
+// and a full probe window (which makes the oldest key of the window give
+// way) stays rare below the bound.
+func tableSlots(entries int) uint32 {
+	return uint32(nextPow2(uint64(max(2*entries, 2*tableProbes))))
+}
+
+// tableMasks names the variable that holds each table's slot count - 1.
+var tableMasks = map[string]string{
+	bpf.PortwatchMapExchanges:  "exchanges_mask",
+	bpf.PortwatchMapEphemeral:  "ephemeral_mask",
+	bpf.PortwatchMapUnexpected: "unexpected_mask",
+	bpf.PortwatchMapUdpFlows:   "udp_flows_mask",
+}
+
+// sizeMaps sizes the tables on the spec before load, and seeds their hash:
+// with seed, or when it is zero with a random seed, so that a sender cannot
+// aim packets at one probe window.
+func sizeMaps(spec *ebpf.CollectionSpec, s MapSizes, seed uint64) error {
+	for name, n := range map[string]int{
+		bpf.PortwatchMapExchanges:  s.Exchanges,
+		bpf.PortwatchMapEphemeral:  s.Ephemeral,
+		bpf.PortwatchMapUnexpected: s.Unexpected,
+		bpf.PortwatchMapUdpFlows:   s.Flows,
+	} {
+		m, ok := spec.Maps[name]
+		v, vok := spec.Variables[tableMasks[name]]
+		if !ok || !vok {
+			return fmt.Errorf("the embedded BPF object has no table %q: rebuild it with `make generate`", name)
+		}
+		slots := tableSlots(n)
+		m.MaxEntries = slots
+		if err := v.Set(slots - 1); err != nil {
+			return fmt.Errorf("sizing table %s: %w", name, err)
+		}
+	}
+	if seed == 0 {
+		var b [8]byte
+		if _, err := rand.Read(b[:]); err != nil {
+			return fmt.Errorf("seeding the tables' hash: %w", err)
+		}
+		seed = binary.NativeEndian.Uint64(b[:])
+	}
+	v, ok := spec.Variables["table_seed"]
+	if !ok {
+		return fmt.Errorf("the embedded BPF object has no table_seed: rebuild it with `make generate`")
+	}
+	return v.Set(seed)
+}
+
+// slotTable is a read-only view of a table's slots, mapped from the kernel.
+type slotTable[S any] struct {
+	mem   []byte
+	slots []S
+}
+
+// mapTable maps the slots of table m read-only. The kernel lays an array's
+// values out at a stride of their size rounded up to 8 bytes, which the
+// generated slot types already are.
+func mapTable[S any](m *ebpf.Map) (*slotTable[S], error) {
+	var zero S
+	stride := unsafe.Sizeof(zero)
+	if m.ValueSize() != uint32(stride) || stride%8 != 0 {
+		return nil, fmt.Errorf("table %s: slots of %d bytes, the program's are %d: rebuild with `make generate`",
+			m, stride, m.ValueSize())
+	}
+	n := int(m.MaxEntries())
+	page := os.Getpagesize()
+	size := (n*int(stride) + page - 1) / page * page
+	mem, err := unix.Mmap(m.FD(), 0, size, unix.PROT_READ, unix.MAP_SHARED)
+	if err != nil {
+		return nil, fmt.Errorf("mapping table %s: %w", m, err)
+	}
+	return &slotTable[S]{mem: mem, slots: unsafe.Slice((*S)(unsafe.Pointer(&mem[0])), n)}, nil
+}
+
+func (t *slotTable[S]) close() error {
+	if t == nil || t.mem == nil {
+		return nil
+	}
+	t.slots = nil
+	err := unix.Munmap(t.mem)
+	t.mem = nil
+	return err
+}
+
+// slotOps says how to read one kind of slot.
+type slotOps[S, K comparable] struct {
+	state func(*S) *uint32
+	key   func(*S) K
+}
+
+// readSlots calls visit with a copy of every published slot, in slot order,
+// and then calls twin for every slot whose key an earlier slot of its
+// window also holds (two CPUs inserted the key at once), with the index of
+// that earlier slot, which was visited: its counts belong to that entry.
+//
+// The kernel goes on writing while this reads: a slot whose state changes
+// during the copy is being given to another key, and is read again; one
+// that keeps changing is left out of this snapshot.
+func readSlots[S, K comparable](slots []S, ops slotOps[S, K], visit func(i int, s *S), twin func(i, of int, s *S)) {
+	mask := len(slots) - 1
+	type dup struct {
+		i, of int
+		s     S
+	}
+	var dups []dup
+	var s S // one copy for all: visit's argument would make a slot's escape
+	for i := range slots {
+		st := atomic.LoadUint32(ops.state(&slots[i]))
+		if st == slotEmpty || st == slotBusy {
+			continue
+		}
+		stable := false
+		for range 3 {
+			s = slots[i]
+			now := atomic.LoadUint32(ops.state(&slots[i]))
+			if now == st && *ops.state(&s) == st {
+				stable = true
+				break
+			}
+			st = now
+			if st == slotEmpty || st == slotBusy {
+				break
+			}
+		}
+		if !stable {
+			continue
+		}
+		// An earlier slot of the window with the same tag and key holds
+		// the same entry. Every slot between a key's home and its slot
+		// was taken when it was inserted, and slots are never freed, so
+		// the search back ends at the first free one. It wraps around
+		// the table's end, so of two such slots exactly one finds the
+		// other; the earliest found is the one every copy merges into.
+		of := -1
+		key := ops.key(&s)
+		for back := 1; back < tableProbes; back++ {
+			j := (i - back) & mask
+			o := &slots[j]
+			ost := atomic.LoadUint32(ops.state(o))
+			if ost == slotEmpty {
+				break
+			}
+			if ost == st && ops.key(o) == key {
+				of = j
+			}
+		}
+		if of >= 0 {
+			dups = append(dups, dup{i, of, s})
+			continue
+		}
+		visit(i, &s)
+	}
+	for _, d := range dups {
+		twin(d.i, d.of, &d.s)
+	}
+}
+
+var exchangeSlotOps = slotOps[bpf.PortwatchExchangeSlot, bpf.PortwatchExchangeKey]{
+	state: func(s *bpf.PortwatchExchangeSlot) *uint32 { return &s.State },
+	key:   func(s *bpf.PortwatchExchangeSlot) bpf.PortwatchExchangeKey { return s.Key },
+}
+
+var unexpectedSlotOps = slotOps[bpf.PortwatchUnexpectedSlot, bpf.PortwatchUnexpectedKey]{
+	state: func(s *bpf.PortwatchUnexpectedSlot) *uint32 { return &s.State },
+	key:   func(s *bpf.PortwatchUnexpectedSlot) bpf.PortwatchUnexpectedKey { return s.Key },
+}
+
+// readExchanges appends the exchange table's entries to out. slotOf is
+// scratch, reused between snapshots: the slot of each entry of out.
+func readExchanges(t *slotTable[bpf.PortwatchExchangeSlot], clock bpf.Clock, out []bpf.ExchangeEntry,
+	slotOf []int) ([]bpf.ExchangeEntry, []int) {
+	slotOf = slotOf[:0]
+	readSlots(t.slots, exchangeSlotOps,
+		func(i int, s *bpf.PortwatchExchangeSlot) {
+			key, c := bpf.Exchange(s.Key, s.Value, clock)
+			out = append(out, bpf.ExchangeEntry{Key: key, Counters: c})
+			slotOf = append(slotOf, i)
+		},
+		func(i, of int, s *bpf.PortwatchExchangeSlot) {
+			at := sort.SearchInts(slotOf, of)
+			if at == len(slotOf) || slotOf[at] != of {
+				// Its first copy was being replaced as it was read.
+				key, c := bpf.Exchange(s.Key, s.Value, clock)
+				out = append(out, bpf.ExchangeEntry{Key: key, Counters: c})
+				return
+			}
+			_, c := bpf.Exchange(s.Key, s.Value, clock)
+			mergeExchange(&out[at].Counters, c)
+		})
+	return out, slotOf
+}
+
+// readUnexpected fills out from the unexpected-port table.
+func readUnexpected(t *slotTable[bpf.PortwatchUnexpectedSlot], clock bpf.Clock, out map[bpf.UnexpectedKey]bpf.UnexpectedCounters) {
+	add := func(s *bpf.PortwatchUnexpectedSlot) {
+		key, c := bpf.Unexpected(s.Key, s.Value, clock)
+		if prev, ok := out[key]; ok {
+			c = mergeUnexpected(prev, c)
+		}
+		out[key] = c
+	}
+	readSlots(t.slots, unexpectedSlotOps,
+		func(_ int, s *bpf.PortwatchUnexpectedSlot) { add(s) },
+		func(_, _ int, s *bpf.PortwatchUnexpectedSlot) { add(s) })
+}
+
+// mergeExchange adds the counts of a second copy of an exchange to c.
+func mergeExchange(c *bpf.ExchangeCounters, d bpf.ExchangeCounters) {
+	if d.FirstSeen.Before(c.FirstSeen) {
+		c.FirstSeen = d.FirstSeen
+	}
+	if d.LastSeen.After(c.LastSeen) {
+		c.LastSeen = d.LastSeen
+	}
+	c.Attempts += d.Attempts
+	c.Retransmits += d.Retransmits
+	c.Answers += d.Answers
+	c.Resets += d.Resets
+	c.ICMPClosed += d.ICMPClosed
+	c.ICMPFiltered += d.ICMPFiltered
+	c.ICMPOther += d.ICMPOther
+	c.ReturnBlocked += d.ReturnBlocked
+	c.Followups += d.Followups
+}
+
+// mergeUnexpected combines two copies of an unexpected port's counts; the
+// client is the one answered last.
+func mergeUnexpected(a, b bpf.UnexpectedCounters) bpf.UnexpectedCounters {
+	out := a
+	if b.FirstSeen.Before(out.FirstSeen) {
+		out.FirstSeen = b.FirstSeen
+	}
+	if b.LastSeen.After(a.LastSeen) {
+		out.LastSeen = b.LastSeen
+		out.Client = b.Client
+	}
+	out.Answers += b.Answers
+	return out
+}

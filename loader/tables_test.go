@@ -1,0 +1,172 @@
+package loader
+
+import (
+	"cmp"
+	"encoding/binary"
+	"net/netip"
+	"slices"
+	"testing"
+	"time"
+
+	"portwatch/bpf"
+	"portwatch/catalog"
+)
+
+// keyHomeSlot is the home slot of an exchange key in a table of mask+1
+// slots, computed as key_hash in portwatch.c does: the test uses it to pick
+// keys that share a probe window.
+func keyHomeSlot(k bpf.PortwatchExchangeKey, seed uint64, mask uint32) uint32 {
+	b, err := binary.Append(nil, binary.NativeEndian, k)
+	if err != nil {
+		panic(err)
+	}
+	h := seed
+	for i := 0; i < len(b); i += 8 {
+		h = (h ^ binary.NativeEndian.Uint64(b[i:])) * 0x9e3779b97f4a7c15
+		h ^= h >> 29
+	}
+	return uint32(h) & mask
+}
+
+func exchangeKeyOf(client, server netip.Addr, service catalog.ServiceID) bpf.PortwatchExchangeKey {
+	return bpf.PortwatchExchangeKey{Client: client.As16(), Server: server.As16(), Service: uint16(service)}
+}
+
+// When every slot of a key's window is taken, the entry seen least
+// recently gives way, and nothing else moves.
+func TestTableEvictsLeastRecentlySeen(t *testing.T) {
+	const seed = 0x5eed
+	l := loadForTest(t, Config{Sizes: MapSizes{Exchanges: MinMapEntries}, tableSeed: seed})
+	mask := uint32(l.objs.Exchanges.MaxEntries() - 1)
+	server := netip.MustParseAddr("10.9.0.1")
+	ssh := l.cfg.Catalog.Lookup(catalog.TCP, 22, 40000)
+	if ssh == nil {
+		t.Fatal("no catalog row for tcp/22")
+	}
+
+	// tableProbes+1 clients whose exchanges all have home slot 0: the
+	// first tableProbes fill the window, the last must evict.
+	var clients []netip.Addr
+	for i := 0; len(clients) <= tableProbes; i++ {
+		c := netip.AddrFrom4([4]byte{10, 8, byte(i >> 8), byte(i)})
+		if keyHomeSlot(exchangeKeyOf(c, server, ssh.ID), seed, mask) == 0 {
+			clients = append(clients, c)
+		}
+	}
+	syn := func(c netip.Addr) {
+		t.Helper()
+		if _, err := l.RunXDP(tcpFrame(t, ap(c, 40000), ap(server, 22), flagSYN, 1, nil)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	clientsIn := func(s bpf.Snapshot) []netip.Addr {
+		var got []netip.Addr
+		for _, e := range s.Exchanges {
+			got = append(got, e.Key.Client)
+		}
+		slices.SortFunc(got, netip.Addr.Compare)
+		return got
+	}
+	sorted := func(a []netip.Addr) []netip.Addr {
+		a = slices.Clone(a)
+		slices.SortFunc(a, netip.Addr.Compare)
+		return a
+	}
+
+	full, last := clients[:tableProbes], clients[tableProbes]
+	for _, c := range full {
+		syn(c)
+	}
+	if got := clientsIn(mustSnapshot(t, l)); !slices.Equal(got, sorted(full)) {
+		t.Fatalf("after filling the window the table holds %v, want %v", got, sorted(full))
+	}
+	// One client is left behind: the others send again a few ticks later
+	// (a new port and sequence, so a new attempt).
+	stale := full[5]
+	time.Sleep(30 * time.Millisecond)
+	for _, c := range full {
+		if c != stale {
+			if _, err := l.RunXDP(tcpFrame(t, ap(c, 40001), ap(server, 22), flagSYN, 2, nil)); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	syn(last)
+
+	s := mustSnapshot(t, l)
+	want := sorted(append(slices.DeleteFunc(slices.Clone(full), func(c netip.Addr) bool { return c == stale }), last))
+	if got := clientsIn(s); !slices.Equal(got, want) {
+		t.Errorf("after the window overflowed the table holds %v, want %v (without %v)", got, want, stale)
+	}
+	for _, e := range s.Exchanges {
+		wantAttempts := uint64(2)
+		if e.Key.Client == last {
+			wantAttempts = 1
+		}
+		if e.Counters.Attempts != wantAttempts {
+			t.Errorf("%v: %d attempts, want %d: an entry was overwritten in place", e.Key.Client, e.Counters.Attempts, wantAttempts)
+		}
+	}
+	if n := s.Parse[bpf.ParseExchangeNew]; n != uint64(tableProbes+1) {
+		t.Errorf("exchange_new %d, want %d", n, tableProbes+1)
+	}
+	if n := s.Parse[bpf.ParseMapUpdateFailed]; n != 0 {
+		t.Errorf("map_update_failed %d, want 0", n)
+	}
+}
+
+// A key that two CPUs inserted at once sits in two slots of its window;
+// a snapshot shows one exchange with both slots' counts, also when the
+// window wraps around the end of the table. Claimed slots whose key is
+// still being written are left out.
+func TestReadSlotsMergesTwins(t *testing.T) {
+	slots := make([]bpf.PortwatchExchangeSlot, 64)
+	put := func(i int, tag uint32, client byte, attempts, first, last uint64) {
+		slots[i] = bpf.PortwatchExchangeSlot{State: tag}
+		slots[i].Key.Client[15] = client
+		slots[i].Key.Service = 7
+		slots[i].Value = bpf.PortwatchExchangeValue{Attempts: attempts, FirstSeen: first, LastSeen: last}
+	}
+	put(10, 6, 1, 1, 100, 150) // client 1, first copy
+	put(11, 10, 2, 4, 100, 100)
+	put(12, 6, 1, 2, 90, 120)  // client 1 again: merged into slot 10
+	put(13, 6, 3, 5, 100, 100) // same tag, another key: its own exchange
+	put(63, 14, 4, 1, 200, 210)
+	put(0, 18, 5, 1, 100, 100)
+	put(1, 14, 4, 3, 205, 300)              // client 4 again, past the table's end
+	slots[30].State = slotBusy              // a key being written: not read
+	put(40, 6, 1, 9, 100, 100)              // client 1 a third time, but a free slot lies
+	slots[39] = bpf.PortwatchExchangeSlot{} // between: not a copy (cannot happen), kept apart
+
+	clock := func(stamp uint64) time.Time { return time.Unix(int64(stamp), 0) }
+	got, slotOf := readExchanges(&slotTable[bpf.PortwatchExchangeSlot]{slots: slots}, clock, nil, nil)
+	type row struct {
+		client          byte
+		attempts        uint64
+		first, lastSeen int64
+	}
+	var rows []row
+	for _, e := range got {
+		rows = append(rows, row{e.Key.Client.As16()[15], e.Counters.Attempts,
+			e.Counters.FirstSeen.Unix(), e.Counters.LastSeen.Unix()})
+	}
+	want := []row{
+		{5, 1, 100, 100},
+		{4, 4, 200, 300}, // slot 1 merged into slot 63
+		{1, 3, 90, 150},
+		{2, 4, 100, 100},
+		{3, 5, 100, 100},
+		{1, 9, 100, 100},
+	}
+	byClient := func(a, b row) int {
+		return cmp.Or(cmp.Compare(a.client, b.client), cmp.Compare(a.attempts, b.attempts))
+	}
+	slices.SortFunc(rows, byClient)
+	slices.SortFunc(want, byClient)
+	if !slices.Equal(rows, want) {
+		t.Errorf("read %+v\nwant %+v", rows, want)
+	}
+	if !slices.IsSorted(slotOf) {
+		t.Errorf("slot indices %v out of order", slotOf)
+	}
+}
