@@ -274,8 +274,8 @@ static __always_inline bool key_equal(const __u64 *a, const __u64 *b, int words)
 /* Every slot starts with its state, then the key at offset 8. */
 #define SLOT_KEY(slot) ((__u64 *)((void *)(slot) + 8))
 
-/* The published slot holding key, or NULL. */
-static __always_inline void *table_find(void *table, __u32 mask, const __u64 *key, int words, __u64 h)
+/* The published slot holding key, or NULL; *at is set to its index. */
+static __always_inline void *table_find(void *table, __u32 mask, const __u64 *key, int words, __u64 h, __u32 *at)
 {
 	__u32 tag = key_tag(h);
 #pragma clang loop unroll(disable)
@@ -285,8 +285,10 @@ static __always_inline void *table_find(void *table, __u32 mask, const __u64 *ke
 		if (!slot)
 			return 0;
 		__u32 state = *(volatile __u32 *)slot;
-		if (state == tag && key_equal(SLOT_KEY(slot), key, words))
+		if (state == tag && key_equal(SLOT_KEY(slot), key, words)) {
+			*at = idx;
 			return slot;
+		}
 		if (state == SLOT_EMPTY)
 			return 0;
 	}
@@ -306,7 +308,7 @@ enum claim {
  * key and the state SLOT_BUSY; the caller writes its value and then calls
  * slot_publish. */
 static __always_inline int table_claim(void *table, __u32 mask, const __u64 *key, int words, __u64 h,
-				       int stamp_off, void **out)
+				       int stamp_off, void **out, __u32 *at)
 {
 	__u32 tag = key_tag(h);
 	/* The oldest published slot so far, chosen without a branch: the
@@ -327,12 +329,14 @@ static __always_inline int table_claim(void *table, __u32 mask, const __u64 *key
 				continue; /* another CPU took it first */
 			__builtin_memcpy(SLOT_KEY(slot), key, words * 8);
 			*out = slot;
+			*at = idx;
 			return CLAIM_NEW;
 		}
 		if (state == SLOT_BUSY)
 			continue;
 		if (state == tag && key_equal(SLOT_KEY(slot), key, words)) {
 			*out = slot;
+			*at = idx;
 			return CLAIM_FOUND;
 		}
 		__u64 seen = *(__u64 *)((void *)slot + stamp_off) & ((1ULL << 62) - 1);
@@ -349,18 +353,19 @@ static __always_inline int table_claim(void *table, __u32 mask, const __u64 *key
 		return CLAIM_FAILED;
 	__builtin_memcpy(SLOT_KEY(slot), key, words * 8);
 	*out = slot;
+	*at = victim;
 	return CLAIM_EVICTED;
 }
 
 /* The slot of key: found (CLAIM_FOUND), or else claimed as table_claim
- * does. *out is NULL when neither worked. */
+ * does. *out is NULL when neither worked; else *at is the slot's index. */
 static __always_inline int table_get(void *table, __u32 mask, const __u64 *key, int words, __u64 h, int stamp_off,
-				     void **out)
+				     void **out, __u32 *at)
 {
-	*out = table_find(table, mask, key, words, h);
+	*out = table_find(table, mask, key, words, h, at);
 	if (*out)
 		return CLAIM_FOUND;
-	return table_claim(table, mask, key, words, h, stamp_off, out);
+	return table_claim(table, mask, key, words, h, stamp_off, out, at);
 }
 
 /* Make a claimed slot's key and value visible to lookups. An exchange is a
@@ -561,17 +566,16 @@ static __always_inline void exchange_apply(struct exchange_value *v, struct exch
  * few instructions. Each returns an enum claim.
  */
 
-/* Apply op to its exchange, creating the exchange if needed. */
-__noinline int exchange_update(struct exchange_op *op)
+/* Apply op to its exchange, creating the exchange if needed; *at is set
+ * to the exchange's slot unless this returns CLAIM_FAILED. */
+static __always_inline int exchange_touch(struct exchange_op *op, __u32 *at)
 {
-	if (!op)
-		return CLAIM_FAILED;
 	__u64 now = stamp();
 	__u64 *key = (__u64 *)&op->key;
 	__u64 h = key_hash(key, KEY_WORDS(op->key));
 	struct exchange_slot *slot;
 	int got = table_get(&exchanges, exchanges_mask, key, KEY_WORDS(op->key), h,
-			    __builtin_offsetof(struct exchange_slot, value.last_seen), (void **)&slot);
+			    __builtin_offsetof(struct exchange_slot, value.last_seen), (void **)&slot, at);
 	if (!slot)
 		return CLAIM_FAILED;
 	if (got == CLAIM_FOUND) {
@@ -583,31 +587,95 @@ __noinline int exchange_update(struct exchange_op *op)
 	return got;
 }
 
-/* The service of the remembered TFTP-style request with key k, or 0. */
-__noinline int ephemeral_service(struct ephemeral_key *k)
+/* Apply op to its exchange (exchange_touch). Returns the enum claim in the
+ * low byte, and above it the exchange's slot + 1 (0: none). */
+__noinline __u64 exchange_update(struct exchange_op *op)
 {
-	if (!k)
-		return 0;
-	__u64 h = key_hash((__u64 *)k, KEY_WORDS(*k));
-	struct ephemeral_slot *slot = table_find(&ephemeral, ephemeral_mask, (__u64 *)k, KEY_WORDS(*k), h);
-	return slot ? slot->value.service : 0;
+	if (!op)
+		return CLAIM_FAILED;
+	__u32 at = 0;
+	int got = exchange_touch(op, &at);
+	if (got == CLAIM_FAILED)
+		return got;
+	return ((__u64)at + 1) << 8 | got;
 }
 
-/* Remember a TFTP-style request (key k) to service, unless it already is. */
-__noinline int ephemeral_remember(struct ephemeral_key *k, __u32 service)
+/* A TFTP-style request, remembered until its answer comes from the
+ * server's new port. */
+struct ephemeral_op {
+	struct ephemeral_key key;
+	__u32 exchange_slot; /* the request's exchange's slot + 1, or 0 */
+	__u16 service;
+	__u16 kind; /* for ephemeral_exchange: enum exchange_op_kind */
+};
+
+/* Remember a TFTP-style request, unless it already is; either way note
+ * where its exchange is. */
+__noinline int ephemeral_remember(struct ephemeral_op *op)
 {
-	if (!k)
+	if (!op)
 		return CLAIM_FAILED;
-	__u64 h = key_hash((__u64 *)k, KEY_WORDS(*k));
+	__u64 *key = (__u64 *)&op->key;
+	__u64 h = key_hash(key, KEY_WORDS(op->key));
 	struct ephemeral_slot *slot;
-	int got = table_get(&ephemeral, ephemeral_mask, (__u64 *)k, KEY_WORDS(*k), h,
-			    __builtin_offsetof(struct ephemeral_slot, value.seen), (void **)&slot);
-	if (slot && got != CLAIM_FOUND) {
+	__u32 at;
+	int got = table_get(&ephemeral, ephemeral_mask, key, KEY_WORDS(op->key), h,
+			    __builtin_offsetof(struct ephemeral_slot, value.seen), (void **)&slot, &at);
+	if (!slot)
+		return got;
+	slot->value.exchange_slot = op->exchange_slot;
+	if (got != CLAIM_FOUND) {
 		slot->value.seen = stamp();
-		slot->value.service = service;
+		slot->value.service = op->service;
 		slot_publish(slot, h);
 	}
 	return got;
+}
+
+/* A packet of a remembered TFTP-style exchange (op->key): an answer from
+ * the server's new port, the client's packets back to it, an ICMP error
+ * quoting an answer. Applies op->kind to the exchange and returns the
+ * service in the low 16 bits and the enum claim above them; 0 when no such
+ * request was remembered. The request's entry keeps where its exchange is,
+ * so that the transfer's many packets need not hash the exchange's key. */
+__noinline __u64 ephemeral_exchange(struct ephemeral_op *op)
+{
+	if (!op)
+		return 0;
+	__u64 *key = (__u64 *)&op->key;
+	__u64 h = key_hash(key, KEY_WORDS(op->key));
+	__u32 at;
+	struct ephemeral_slot *es = table_find(&ephemeral, ephemeral_mask, key, KEY_WORDS(op->key), h, &at);
+	if (!es)
+		return 0;
+	__u16 service = es->value.service;
+	struct exchange_op xop = {};
+	__builtin_memcpy(xop.key.client, op->key.client, 16);
+	__builtin_memcpy(xop.key.server, op->key.server, 16);
+	xop.key.service = service;
+	xop.key.kind = EXCHANGE_IP;
+	xop.kind = op->kind;
+
+	__u32 hint = es->value.exchange_slot;
+	struct exchange_slot *xs = 0;
+	if (hint) {
+		__u32 idx = (hint - 1) & exchanges_mask;
+		xs = bpf_map_lookup_elem(&exchanges, &idx);
+	}
+	int got;
+	/* The hinted slot still holds the exchange unless it gave way to
+	 * another key (or is giving way: then not published). */
+	if (xs && *(volatile __u32 *)&xs->state > SLOT_BUSY &&
+	    key_equal(SLOT_KEY(xs), (__u64 *)&xop.key, KEY_WORDS(xop.key))) {
+		exchange_apply(&xs->value, &xop, stamp());
+		got = CLAIM_FOUND;
+	} else {
+		__u32 xat = 0;
+		got = exchange_touch(&xop, &xat);
+		if (got != CLAIM_FAILED)
+			es->value.exchange_slot = xat + 1;
+	}
+	return (__u64)got << 16 | service;
 }
 
 struct unexpected_op {
@@ -624,8 +692,9 @@ __noinline int unexpected_record(struct unexpected_op *op)
 	__u64 *key = (__u64 *)&op->key;
 	__u64 h = key_hash(key, KEY_WORDS(op->key));
 	struct unexpected_slot *slot;
+	__u32 at;
 	int got = table_get(&unexpected, unexpected_mask, key, KEY_WORDS(op->key), h,
-			    __builtin_offsetof(struct unexpected_slot, value.last_seen), (void **)&slot);
+			    __builtin_offsetof(struct unexpected_slot, value.last_seen), (void **)&slot, &at);
 	if (!slot)
 		return CLAIM_FAILED;
 	if (got == CLAIM_FOUND) {
@@ -648,7 +717,8 @@ __noinline int flow_known(struct flow_key *k)
 	if (!k)
 		return 0;
 	__u64 h = key_hash((__u64 *)k, KEY_WORDS(*k));
-	return table_find(&udp_flows, udp_flows_mask, (__u64 *)k, KEY_WORDS(*k), h) != 0;
+	__u32 at;
+	return table_find(&udp_flows, udp_flows_mask, (__u64 *)k, KEY_WORDS(*k), h, &at) != 0;
 }
 
 /* Remember the UDP flow with key k, unless it already is. */
@@ -658,8 +728,9 @@ __noinline int flow_remember(struct flow_key *k)
 		return CLAIM_FAILED;
 	__u64 h = key_hash((__u64 *)k, KEY_WORDS(*k));
 	struct flow_slot *slot;
+	__u32 at;
 	int got = table_get(&udp_flows, udp_flows_mask, (__u64 *)k, KEY_WORDS(*k), h,
-			    __builtin_offsetof(struct flow_slot, value.seen), (void **)&slot);
+			    __builtin_offsetof(struct flow_slot, value.seen), (void **)&slot, &at);
 	if (slot && got != CLAIM_FOUND) {
 		slot->value.seen = stamp();
 		slot_publish(slot, h);
@@ -676,12 +747,15 @@ static __always_inline void count_claim(struct pkt *p, int got, int new_counter)
 		count(p, PC_MAP_UPDATE_FAILED);
 }
 
-static __always_inline void exchange_op(struct pkt *p, struct exchange_op *op)
+/* Apply op to its exchange; returns its slot + 1, or 0. */
+static __always_inline __u32 exchange_op(struct pkt *p, struct exchange_op *op)
 {
-	count_claim(p, exchange_update(op), PC_EXCHANGE_NEW);
+	__u64 r = exchange_update(op);
+	count_claim(p, r & 0xff, PC_EXCHANGE_NEW);
+	return r >> 8;
 }
 
-static __always_inline void exchange_ip(struct pkt *p, __u16 service, __u32 *client, __u32 *server, int what)
+static __always_inline __u32 exchange_ip(struct pkt *p, __u16 service, __u32 *client, __u32 *server, int what)
 {
 	struct exchange_op op = {};
 	__builtin_memcpy(op.key.client, client, 16);
@@ -689,7 +763,7 @@ static __always_inline void exchange_ip(struct pkt *p, __u16 service, __u32 *cli
 	op.key.service = service;
 	op.key.kind = EXCHANGE_IP;
 	op.kind = what;
-	exchange_op(p, &op);
+	return exchange_op(p, &op);
 }
 
 /* A SYN: a new attempt, unless it repeats the last SYN's port and sequence
@@ -812,14 +886,20 @@ static __always_inline void on_dhcp(struct pkt *p, void *payload, __u16 service,
 	exchange_op(p, &op);
 }
 
-/* The service of the remembered request of client (from client_port) to a
- * TFTP-style server, or 0; ek is filled as its key. */
-static __always_inline __u16 ephemeral_find(struct ephemeral_key *ek, __u32 *client, __u32 *server, __u16 client_port)
+/* Apply what to the exchange of a remembered request of client (from
+ * client_port) to a TFTP-style server. Returns its service, 0 if there is
+ * no such request. */
+static __always_inline __u16 ephemeral_bump(struct pkt *p, __u32 *client, __u32 *server, __u16 client_port, int what)
 {
-	__builtin_memcpy(ek->client, client, 16);
-	__builtin_memcpy(ek->server, server, 16);
-	ek->client_port = client_port;
-	return ephemeral_service(ek);
+	struct ephemeral_op op = {};
+	__builtin_memcpy(op.key.client, client, 16);
+	__builtin_memcpy(op.key.server, server, 16);
+	op.key.client_port = client_port;
+	op.kind = what;
+	__u64 r = ephemeral_exchange(&op);
+	if (r)
+		count_claim(p, r >> 16, PC_EXCHANGE_NEW);
+	return r & 0xffff;
 }
 
 /* UDP on no catalog port: an answer from a TFTP-style server's new port, the
@@ -827,21 +907,18 @@ static __always_inline __u16 ephemeral_find(struct ephemeral_key *ek, __u32 *cli
  * unexpected open port. */
 static __always_inline void on_udp_other(struct pkt *p, struct udphdr *uh, __u16 sport, __u16 dport)
 {
-	struct ephemeral_key ek = {};
 	__u16 service;
 	if (ephemeral_ports[dport]) {
-		service = ephemeral_find(&ek, p->dst, p->src, dport);
+		service = ephemeral_bump(p, p->dst, p->src, dport, OP_ANSWER);
 		if (service) {
 			count_service(p, service, DIR_REPLY);
-			exchange_ip(p, service, p->dst, p->src, OP_ANSWER);
 			return;
 		}
 	}
 	if (ephemeral_ports[sport]) {
-		service = ephemeral_find(&ek, p->src, p->dst, sport);
+		service = ephemeral_bump(p, p->src, p->dst, sport, OP_FOLLOWUP);
 		if (service) {
 			count_service(p, service, DIR_NONE);
-			exchange_ip(p, service, p->src, p->dst, OP_FOLLOWUP);
 			return;
 		}
 	}
@@ -898,17 +975,19 @@ static __always_inline void on_udp(struct pkt *p, struct udphdr *uh)
 		exchange_ip(p, r.service, p->dst, p->src, OP_ANSWER);
 		return;
 	}
-	exchange_ip(p, r.service, p->src, p->dst, OP_ATTEMPT);
+	__u32 exchange_slot = exchange_ip(p, r.service, p->src, p->dst, OP_ATTEMPT);
 	if (r.flags & PORT_EPHEMERAL_REPLY) {
 		/* Remember the request so that the answer from the server's new
 		 * port can be matched; a repeated request finds it there. */
-		struct ephemeral_key ek = {};
-		__builtin_memcpy(ek.client, p->src, 16);
-		__builtin_memcpy(ek.server, p->dst, 16);
-		ek.client_port = sport;
+		struct ephemeral_op op = {};
+		__builtin_memcpy(op.key.client, p->src, 16);
+		__builtin_memcpy(op.key.server, p->dst, 16);
+		op.key.client_port = sport;
+		op.exchange_slot = exchange_slot;
+		op.service = r.service;
 		/* Before the entry exists, so that no answer can miss it. */
 		ephemeral_ports[sport] = 1;
-		count_claim(p, ephemeral_remember(&ek, r.service), PC_EPHEMERAL_NEW);
+		count_claim(p, ephemeral_remember(&op), PC_EPHEMERAL_NEW);
 	}
 }
 
@@ -959,12 +1038,8 @@ static __always_inline void on_unreachable(struct pkt *p, __u8 proto, __u32 *isr
 	if (proto == IPPROTO_UDP && ephemeral_ports[idport]) {
 		/* An answer from a TFTP-style server's new port, refused on its
 		 * way back. */
-		struct ephemeral_key ek = {};
-		__u16 service = ephemeral_find(&ek, idst, isrc, idport);
-		if (service) {
-			exchange_ip(p, service, idst, isrc, OP_RETURN_BLOCKED);
+		if (ephemeral_bump(p, idst, isrc, idport, OP_RETURN_BLOCKED))
 			return;
-		}
 	}
 	count(p, PC_ICMP_UNMATCHED);
 }

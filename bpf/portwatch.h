@@ -104,8 +104,13 @@ struct ephemeral_key {
 
 struct ephemeral_value {
 	__u64 seen; /* a stamp: when the request was remembered */
+	/* The slot + 1 of the request's exchange (0: not known), so that the
+	 * transfer's packets find it without hashing its key; checked
+	 * against the key before use, since the slot may have gone to
+	 * another exchange. */
+	__u32 exchange_slot;
 	__u16 service;
-	__u16 pad[3];
+	__u16 pad;
 };
 
 /* A port in no catalog row that answered. */
@@ -148,7 +153,7 @@ struct flow_value {
  * A slot's state says whether its key can be read: empty, claimed by a CPU
  * that is writing its key, or published (the key's tag: hash bits, never 0
  * or 1). Two CPUs inserting the same new key at the same moment may both
- * succeed; userspace merges such twins when it reads the table.
+ * succeed; userspace merges such copies when it reads the table.
  */
 enum table_shape {
 	TABLE_PROBES = 32,

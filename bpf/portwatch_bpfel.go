@@ -30,10 +30,11 @@ type PortwatchEphemeralSlot struct {
 }
 
 type PortwatchEphemeralValue struct {
-	_       structs.HostLayout
-	Seen    uint64
-	Service uint16
-	Pad     [3]uint16
+	_            structs.HostLayout
+	Seen         uint64
+	ExchangeSlot uint32
+	Service      uint16
+	Pad          uint16
 }
 
 type PortwatchExchangeKey struct {

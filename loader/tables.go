@@ -122,20 +122,20 @@ type slotOps[S, K comparable] struct {
 }
 
 // readSlots calls visit with a copy of every published slot, in slot order,
-// and then calls twin for every slot whose key an earlier slot of its
+// and then calls dup for every slot whose key an earlier slot of its
 // window also holds (two CPUs inserted the key at once), with the index of
 // that earlier slot, which was visited: its counts belong to that entry.
 //
 // The kernel goes on writing while this reads: a slot whose state changes
 // during the copy is being given to another key, and is read again; one
 // that keeps changing is left out of this snapshot.
-func readSlots[S, K comparable](slots []S, ops slotOps[S, K], visit func(i int, s *S), twin func(i, of int, s *S)) {
+func readSlots[S, K comparable](slots []S, ops slotOps[S, K], visit func(i int, s *S), dup func(i, of int, s *S)) {
 	mask := len(slots) - 1
-	type dup struct {
+	type later struct {
 		i, of int
 		s     S
 	}
-	var dups []dup
+	var dups []later
 	var s S // one copy for all: visit's argument would make a slot's escape
 	for i := range slots {
 		st := atomic.LoadUint32(ops.state(&slots[i]))
@@ -178,13 +178,13 @@ func readSlots[S, K comparable](slots []S, ops slotOps[S, K], visit func(i int, 
 			}
 		}
 		if of >= 0 {
-			dups = append(dups, dup{i, of, s})
+			dups = append(dups, later{i, of, s})
 			continue
 		}
 		visit(i, &s)
 	}
 	for _, d := range dups {
-		twin(d.i, d.of, &d.s)
+		dup(d.i, d.of, &d.s)
 	}
 }
 

@@ -2,7 +2,10 @@ package loader
 
 import (
 	"cmp"
+	"unsafe"
+
 	"encoding/binary"
+	"github.com/cilium/ebpf"
 	"net/netip"
 	"slices"
 	"testing"
@@ -119,7 +122,7 @@ func TestTableEvictsLeastRecentlySeen(t *testing.T) {
 // a snapshot shows one exchange with both slots' counts, also when the
 // window wraps around the end of the table. Claimed slots whose key is
 // still being written are left out.
-func TestReadSlotsMergesTwins(t *testing.T) {
+func TestReadSlotsMergesCopies(t *testing.T) {
 	slots := make([]bpf.PortwatchExchangeSlot, 64)
 	put := func(i int, tag uint32, client byte, attempts, first, last uint64) {
 		slots[i] = bpf.PortwatchExchangeSlot{State: tag}
@@ -168,5 +171,104 @@ func TestReadSlotsMergesTwins(t *testing.T) {
 	}
 	if !slices.IsSorted(slotOf) {
 		t.Errorf("slot indices %v out of order", slotOf)
+	}
+}
+
+// A remembered TFTP request notes its exchange's slot, so that the
+// transfer's packets skip hashing the exchange's key. When that slot has
+// gone to another exchange, the packets still count to their own, and the
+// note is mended.
+func TestTFTPExchangeHintChecked(t *testing.T) {
+	l := loadForTest(t, Config{})
+	h := hostsFor(7, false)
+	other := hostsFor(8, false)
+	rrq := append([]byte{0, 1}, []byte("xcat/xnba.kpxe\x00octet\x00")...)
+	data := append([]byte{0, 3, 0, 1}, make([]byte, 512)...)
+	run := func(f []byte) {
+		t.Helper()
+		if _, err := l.RunXDP(f); err != nil {
+			t.Fatal(err)
+		}
+	}
+	run(udpFrame(t, ap(h.c, 41100), ap(h.s, 69), rrq))
+	run(tcpFrame(t, ap(other.c, 40000), ap(other.s, 22), flagSYN, 1, nil))
+
+	// Point the request's note at the other exchange's slot.
+	xslot := func(client netip.Addr) uint32 {
+		for i, s := range l.exchangeTable.slots {
+			if s.State > slotBusy && s.Key.Client == client.As16() {
+				return uint32(i)
+			}
+		}
+		t.Fatalf("no exchange of %v", client)
+		return 0
+	}
+	mine, theirs := xslot(h.c), xslot(other.c)
+	note := ephemeralNote{l: l}
+	if got := note.get(t); got != mine+1 {
+		t.Errorf("the request notes slot %d, its exchange is in %d", int(got)-1, mine)
+	}
+	note.set(t, theirs+1)
+
+	run(udpFrame(t, ap(h.s, 50000), ap(h.c, 41100), data))
+	run(udpFrame(t, ap(h.c, 41100), ap(h.s, 50000), []byte{0, 4, 0, 1}))
+
+	s := mustSnapshot(t, l)
+	for _, e := range s.Exchanges {
+		c := e.Counters
+		switch e.Key.Client {
+		case h.c:
+			if c.Attempts != 1 || c.Answers != 1 || c.Followups != 1 {
+				t.Errorf("tftp exchange %+v, want 1 attempt, 1 answer, 1 followup", c)
+			}
+		case other.c:
+			if c.Attempts != 1 || c.Answers != 0 || c.Followups != 0 {
+				t.Errorf("the other exchange %+v took the transfer's counts", c)
+			}
+		}
+	}
+	if got := note.get(t); got != mine+1 {
+		t.Errorf("the note was not mended: slot %d, want %d", int(got)-1, mine)
+	}
+}
+
+// ephemeralNote reads and writes the exchange note of the one remembered
+// request in a loader's ephemeral table, through a writable mapping.
+type ephemeralNote struct{ l *Loader }
+
+func (n ephemeralNote) offset(tb testing.TB) (*ebpf.Memory, int64) {
+	tb.Helper()
+	mem, err := n.l.objs.Ephemeral.Memory()
+	if err != nil {
+		tb.Fatal(err)
+	}
+	b := make([]byte, mem.Size())
+	if _, err := mem.ReadAt(b, 0); err != nil {
+		tb.Fatal(err)
+	}
+	var slot bpf.PortwatchEphemeralSlot
+	size := int(unsafe.Sizeof(slot))
+	for i := 0; (i+1)*size <= len(b); i++ {
+		if binary.NativeEndian.Uint32(b[i*size:]) > slotBusy {
+			return mem, int64(i*size) + int64(unsafe.Offsetof(slot.Value)+unsafe.Offsetof(slot.Value.ExchangeSlot))
+		}
+	}
+	tb.Fatal("no request is remembered")
+	return nil, 0
+}
+
+func (n ephemeralNote) get(tb testing.TB) uint32 {
+	mem, off := n.offset(tb)
+	var b [4]byte
+	if _, err := mem.ReadAt(b[:], off); err != nil {
+		tb.Fatal(err)
+	}
+	return binary.NativeEndian.Uint32(b[:])
+}
+
+func (n ephemeralNote) set(tb testing.TB, v uint32) {
+	mem, off := n.offset(tb)
+	if _, err := mem.WriteAt(binary.NativeEndian.AppendUint32(nil, v), off); err != nil {
+		tb.Fatal(err)
 	}
 }
