@@ -58,6 +58,7 @@ struct userspace_types {
 	struct learn_meta learn_meta;
 	enum slot_state slot_state;
 	enum table_shape table_shape;
+	enum flow_way flow_way;
 };
 const struct userspace_types *unused_userspace_types __attribute__((unused));
 
@@ -711,31 +712,46 @@ __noinline int unexpected_record(struct unexpected_op *op)
 	return got;
 }
 
-/* Whether the UDP flow with key k was remembered. */
-__noinline int flow_known(struct flow_key *k)
-{
-	if (!k)
-		return 0;
-	__u64 h = key_hash((__u64 *)k, KEY_WORDS(*k));
-	__u32 at;
-	return table_find(&udp_flows, udp_flows_mask, (__u64 *)k, KEY_WORDS(*k), h, &at) != 0;
-}
+/* A UDP datagram on no catalog port: its ends, the way it goes, and the
+ * way an earlier datagram it answers would have gone. */
+struct flow_op {
+	struct flow_key key;
+	__u32 way;    /* enum flow_way */
+	__u32 answers; /* the way this datagram answers */
+};
 
-/* Remember the UDP flow with key k, unless it already is. */
-__noinline int flow_remember(struct flow_key *k)
+/* flow_note's result when the datagram answers one seen earlier. */
+#define FLOW_ANSWER 8
+
+/* Note a datagram between two ends: FLOW_ANSWER if a datagram the other
+ * way was seen first (this one comes back from the port it was sent to),
+ * else an enum claim: CLAIM_NEW or CLAIM_EVICTED when this way is new. */
+__noinline int flow_note(struct flow_op *op)
 {
-	if (!k)
+	if (!op)
 		return CLAIM_FAILED;
-	__u64 h = key_hash((__u64 *)k, KEY_WORDS(*k));
+	__u64 *key = (__u64 *)&op->key;
+	__u64 h = key_hash(key, KEY_WORDS(op->key));
 	struct flow_slot *slot;
 	__u32 at;
-	int got = table_get(&udp_flows, udp_flows_mask, (__u64 *)k, KEY_WORDS(*k), h,
+	int got = table_get(&udp_flows, udp_flows_mask, key, KEY_WORDS(op->key), h,
 			    __builtin_offsetof(struct flow_slot, value.seen), (void **)&slot, &at);
-	if (slot && got != CLAIM_FOUND) {
+	if (!slot)
+		return CLAIM_FAILED;
+	if (got != CLAIM_FOUND) {
 		slot->value.seen = stamp();
+		slot->value.ways = op->way;
 		slot_publish(slot, h);
+		return got;
 	}
-	return got;
+	__u32 ways = *(volatile __u32 *)&slot->value.ways;
+	if (ways & op->answers)
+		return FLOW_ANSWER;
+	if (ways & op->way)
+		return CLAIM_FOUND;
+	if (__sync_fetch_and_or(&slot->value.ways, op->way) & op->way)
+		return CLAIM_FOUND;
+	return CLAIM_NEW;
 }
 
 /* Count the outcome of an insert: a new entry (new_counter), or none. */
@@ -902,6 +918,19 @@ static __always_inline __u16 ephemeral_bump(struct pkt *p, __u32 *client, __u32 
 	return r & 0xffff;
 }
 
+/* The order of two ends (address words, then port): -1, 0 or 1. Any
+ * total order serves: it only makes one key of the two ways. */
+static __always_inline int endpoint_order(__u32 *a, __u16 a_port, __u32 *b, __u16 b_port)
+{
+	for (int i = 0; i < 4; i++) {
+		if (a[i] != b[i])
+			return a[i] < b[i] ? -1 : 1;
+	}
+	if (a_port != b_port)
+		return a_port < b_port ? -1 : 1;
+	return 0;
+}
+
 /* UDP on no catalog port: an answer from a TFTP-style server's new port, the
  * client's packets back to that port, or traffic that may show an
  * unexpected open port. */
@@ -931,25 +960,35 @@ static __always_inline void on_udp_other(struct pkt *p, struct udphdr *uh, __u16
 	 * ports in no catalog row: DATA, ACK and ERROR would read as a service
 	 * answering on the server's new port. Such datagrams (opcode 3, 4 or 5)
 	 * never show a port open. */
-	__u8 *op = (void *)(uh + 1);
-	if ((void *)(op + 2) <= p->data_end && op[0] == 0 && op[1] >= TFTP_DATA && op[1] <= TFTP_ERROR)
+	__u8 *opcode = (void *)(uh + 1);
+	if ((void *)(opcode + 2) <= p->data_end && opcode[0] == 0 && opcode[1] >= TFTP_DATA && opcode[1] <= TFTP_ERROR)
 		return;
 
-	struct flow_key fk = {};
-	__builtin_memcpy(fk.src, p->dst, 16);
-	__builtin_memcpy(fk.dst, p->src, 16);
-	fk.sport = dport;
-	fk.dport = sport;
-	if (flow_known(&fk)) {
+	struct flow_op op = {};
+	int order = endpoint_order(p->src, sport, p->dst, dport);
+	if (order <= 0) {
+		__builtin_memcpy(op.key.lo, p->src, 16);
+		__builtin_memcpy(op.key.hi, p->dst, 16);
+		op.key.lo_port = sport;
+		op.key.hi_port = dport;
+		op.way = FLOW_LO_TO_HI;
+		/* To itself, a datagram answers one the same way. */
+		op.answers = order < 0 ? FLOW_HI_TO_LO : FLOW_LO_TO_HI;
+	} else {
+		__builtin_memcpy(op.key.lo, p->dst, 16);
+		__builtin_memcpy(op.key.hi, p->src, 16);
+		op.key.lo_port = dport;
+		op.key.hi_port = sport;
+		op.way = FLOW_HI_TO_LO;
+		op.answers = FLOW_LO_TO_HI;
+	}
+	int got = flow_note(&op);
+	if (got == FLOW_ANSWER) {
 		/* It comes back from the port the client sent to. */
 		record_unexpected(p, IPPROTO_UDP, p->src, sport, p->dst);
 		return;
 	}
-	__builtin_memcpy(fk.src, p->src, 16);
-	__builtin_memcpy(fk.dst, p->dst, 16);
-	fk.sport = sport;
-	fk.dport = dport;
-	count_claim(p, flow_remember(&fk), PC_FLOW_NEW);
+	count_claim(p, got, PC_FLOW_NEW);
 }
 
 static __always_inline void on_udp(struct pkt *p, struct udphdr *uh)

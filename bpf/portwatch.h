@@ -128,18 +128,27 @@ struct unexpected_value {
 	__u8 client[16]; /* the last client answered */
 };
 
-/* A UDP datagram on no catalog port, remembered so that a datagram coming
- * back from the port it was sent to shows that port open. */
+/* UDP datagrams on no catalog port between two ends, remembered so that a
+ * datagram coming back from the port one was sent to shows that port open.
+ * One entry serves both ways: lo is the lower end (address words, then
+ * port), and the value says which ways a datagram was seen. */
 struct flow_key {
-	__u8 src[16];
-	__u8 dst[16];
-	__u16 sport;
-	__u16 dport;
+	__u8 lo[16];
+	__u8 hi[16];
+	__u16 lo_port;
+	__u16 hi_port;
 	__u8 pad[4];
 } __attribute__((aligned(8)));
 
+enum flow_way {
+	FLOW_LO_TO_HI = 1,
+	FLOW_HI_TO_LO = 2,
+};
+
 struct flow_value {
-	__u64 seen; /* a stamp, as in exchange_value */
+	__u64 seen; /* a stamp, as in exchange_value: when first seen */
+	__u32 ways; /* enum flow_way bits */
+	__u32 pad;
 };
 
 /*

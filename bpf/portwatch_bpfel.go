@@ -80,12 +80,12 @@ type PortwatchExchangeValue struct {
 }
 
 type PortwatchFlowKey struct {
-	_     structs.HostLayout
-	Src   [16]uint8
-	Dst   [16]uint8
-	Sport uint16
-	Dport uint16
-	Pad   [4]uint8
+	_      structs.HostLayout
+	Lo     [16]uint8
+	Hi     [16]uint8
+	LoPort uint16
+	HiPort uint16
+	Pad    [4]uint8
 }
 
 type PortwatchFlowSlot struct {
@@ -99,7 +99,16 @@ type PortwatchFlowSlot struct {
 type PortwatchFlowValue struct {
 	_    structs.HostLayout
 	Seen uint64
+	Ways uint32
+	Pad  uint32
 }
+
+type PortwatchFlowWay uint32
+
+const (
+	PortwatchFlowWayFLOW_LO_TO_HI PortwatchFlowWay = 1
+	PortwatchFlowWayFLOW_HI_TO_LO PortwatchFlowWay = 2
+)
 
 type PortwatchLearnMeta struct {
 	_        structs.HostLayout

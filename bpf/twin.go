@@ -20,7 +20,8 @@ type Twin struct {
 	parse    PortwatchParseCounters
 	// The tables key as the kernel's maps do (see exchangeTail):
 	// exchanges and ephemeral by client and server, unexpected by server,
-	// flows by source and destination.
+	// flows by source and destination (the kernel keeps the two ways of a
+	// pair of ends in one entry; what is counted is the same).
 	exchanges  boundedMap[PortwatchExchangeValue]
 	ephemeral  boundedMap[ephemeralValue]
 	unexpected boundedMap[PortwatchUnexpectedValue]

@@ -265,6 +265,18 @@ func init() {
 			parse:      map[bpf.ParseCounter]uint64{nonCatalog: 2, bpf.ParseFlowNew: 1, bpf.ParseUnexpectedNew: 1},
 			unexpected: []bpf.UnexpectedKey{{Proto: catalog.UDP, Server: mn, Port: 5353}},
 		},
+		"non-catalog-udp-both-ways": {
+			services:   map[catalog.ServiceID]bpf.ServiceCounters{0: {Packets: 4}},
+			parse:      map[bpf.ParseCounter]uint64{nonCatalog: 4, bpf.ParseFlowNew: 1, bpf.ParseUnexpectedNew: 1},
+			unexpected: []bpf.UnexpectedKey{{Proto: catalog.UDP, Server: node, Port: 40000}},
+		},
+		"non-catalog-udp-to-itself": {
+			services: map[catalog.ServiceID]bpf.ServiceCounters{0: {Packets: 4}},
+			parse:    map[bpf.ParseCounter]uint64{nonCatalog: 4, bpf.ParseFlowNew: 2, bpf.ParseUnexpectedNew: 2},
+			unexpected: []bpf.UnexpectedKey{
+				{Proto: catalog.UDP, Server: node, Port: 7001}, {Proto: catalog.UDP, Server: node, Port: 7002},
+			},
+		},
 		"non-catalog-closed": {
 			services: map[catalog.ServiceID]bpf.ServiceCounters{0: {Packets: 2, SYN: 1, RST: 1}},
 			parse:    map[bpf.ParseCounter]uint64{nonCatalog: 2},

@@ -314,6 +314,41 @@ func frameCases() []frameCase {
 			},
 		},
 		frameCase{
+			name:   "udp from the higher end first: the lower end's port answered",
+			family: v4And6,
+			frames: func(tb testing.TB, h hosts) [][]byte {
+				return [][]byte{
+					udpFrame(tb, ap(h.s, 41004), ap(h.c, 7000), []byte("query")),
+					udpFrame(tb, ap(h.c, 7000), ap(h.s, 41004), []byte("answer")),
+					udpFrame(tb, ap(h.c, 7000), ap(h.s, 41004), []byte("answer again")),
+				}
+			},
+			want: func(h hosts) delta {
+				return delta{
+					services:   svcs{"none": {Packets: 3}},
+					parse:      pcs{bpf.ParseNonCatalog: 3, bpf.ParseFlowNew: 1, bpf.ParseUnexpectedNew: 1},
+					unexpected: uns{unEx("udp", h.c, 7000): {Answers: 2, Client: h.s}},
+				}
+			},
+		},
+		frameCase{
+			name:   "udp from a port to itself: the second datagram answers the first",
+			family: v4Only,
+			frames: func(tb testing.TB, h hosts) [][]byte {
+				return [][]byte{
+					udpFrame(tb, ap(h.c, 7001), ap(h.c, 7001), []byte("loop")),
+					udpFrame(tb, ap(h.c, 7001), ap(h.c, 7001), []byte("loop")),
+				}
+			},
+			want: func(h hosts) delta {
+				return delta{
+					services:   svcs{"none": {Packets: 2}},
+					parse:      pcs{bpf.ParseNonCatalog: 2, bpf.ParseFlowNew: 1, bpf.ParseUnexpectedNew: 1},
+					unexpected: uns{unEx("udp", h.c, 7001): {Answers: 1, Client: h.c}},
+				}
+			},
+		},
+		frameCase{
 			name:   "udp to a port in no row without an answer is only a flow",
 			family: v4Only,
 			frames: func(tb testing.TB, h hosts) [][]byte {

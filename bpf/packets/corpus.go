@@ -155,6 +155,16 @@ func Corpus() []Case {
 		{"non-catalog-udp-answer", [][]byte{
 			UDP(Node, MN, 40000, 5353, Options{}), UDP(MN, Node, 5353, 40000, Options{}),
 		}},
+		// The kernel keeps both ways between two ends in one entry: an
+		// answer either way, and a port that sends to itself.
+		{"non-catalog-udp-both-ways", [][]byte{
+			UDP(MN, Node, 5353, 40000, Options{}), UDP(Node, MN, 40000, 5353, Options{}),
+			UDP(Node, MN, 40000, 5353, Options{}), UDP(MN, Node, 5353, 40000, Options{}),
+		}},
+		{"non-catalog-udp-to-itself", [][]byte{
+			UDP(Node, Node, 7001, 7001, Options{}), UDP(Node, Node, 7001, 7001, Options{}),
+			UDP(Node, Node, 7001, 7002, Options{}), UDP(Node, Node, 7002, 7001, Options{}),
+		}},
 		{"non-catalog-closed", [][]byte{
 			TCP(Node, MN, 40000, 9999, SYN, Options{}), TCP(MN, Node, 9999, 40000, RSTACK, Options{}),
 		}},
