@@ -162,7 +162,11 @@ struct flow_value {
  * A slot's state says whether its key can be read: empty, claimed by a CPU
  * that is writing its key, or published (the key's tag: hash bits, never 0
  * or 1). Two CPUs inserting the same new key at the same moment may both
- * succeed; userspace merges such copies when it reads the table.
+ * succeed; userspace merges such copies when it reads the table. A count
+ * racing with the eviction of its entry may land in the entry that takes
+ * the slot: eviction takes the entry seen least recently, so this needs a
+ * packet of an exchange idle for longer than every other in the window
+ * to arrive during the few instructions of the eviction.
  */
 enum table_shape {
 	TABLE_PROBES = 32,

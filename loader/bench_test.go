@@ -2,6 +2,7 @@ package loader
 
 import (
 	"fmt"
+	"math/rand/v2"
 	"slices"
 	"testing"
 	"time"
@@ -456,3 +457,29 @@ func BenchmarkKernelPrimitives(b *testing.B) {
 		_ = prog.Close()
 	}
 }
+
+// BenchmarkColdLoad is the machine's baseline for the new-exchange figures:
+// a load from a random line of a buffer larger than the caches (a pointer
+// chase, so that each load waits for the one before). The first packet of
+// a new exchange reads one random slot of a table of tens of MiB, so it
+// cannot cost less than one such load.
+func BenchmarkColdLoad(b *testing.B) {
+	for _, mib := range []int{1, 64} {
+		b.Run(fmt.Sprintf("MiB=%d", mib), func(b *testing.B) {
+			const line = 8 // int64s per 64-byte cache line
+			lines := mib << 20 / 64
+			next := make([]int64, lines*line)
+			order := rand.Perm(lines)
+			for i, at := range order {
+				next[at*line] = int64(order[(i+1)%lines] * line)
+			}
+			p := int64(0)
+			for b.Loop() {
+				p = next[p]
+			}
+			coldLoadSink = p
+		})
+	}
+}
+
+var coldLoadSink int64
