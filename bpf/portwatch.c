@@ -625,8 +625,8 @@ __noinline int ephemeral_remember(struct ephemeral_op *op)
 	if (!slot)
 		return got;
 	slot->value.exchange_slot = op->exchange_slot;
+	slot->value.seen = stamp();
 	if (got != CLAIM_FOUND) {
-		slot->value.seen = stamp();
 		slot->value.service = op->service;
 		slot_publish(slot, h);
 	}
@@ -649,6 +649,12 @@ __noinline __u64 ephemeral_exchange(struct ephemeral_op *op)
 	struct ephemeral_slot *es = table_find(&ephemeral, ephemeral_mask, key, KEY_WORDS(op->key), h, &at);
 	if (!es)
 		return 0;
+	/* In use: the request gives way after those seen less recently. A
+	 * store only when the tick moved, so that a transfer's packets do
+	 * not all write the line. */
+	__u64 now = stamp();
+	if (es->value.seen != now)
+		es->value.seen = now;
 	__u16 service = es->value.service;
 	struct exchange_op xop = {};
 	__builtin_memcpy(xop.key.client, op->key.client, 16);
@@ -668,7 +674,7 @@ __noinline __u64 ephemeral_exchange(struct ephemeral_op *op)
 	 * another key (or is giving way: then not published). */
 	if (xs && *(volatile __u32 *)&xs->state > SLOT_BUSY &&
 	    key_equal(SLOT_KEY(xs), (__u64 *)&xop.key, KEY_WORDS(xop.key))) {
-		exchange_apply(&xs->value, &xop, stamp());
+		exchange_apply(&xs->value, &xop, now);
 		got = CLAIM_FOUND;
 	} else {
 		__u32 xat = 0;
@@ -744,11 +750,18 @@ __noinline int flow_note(struct flow_op *op)
 		slot_publish(slot, h);
 		return got;
 	}
+	__u64 now = stamp();
+	if (slot->value.seen != now)
+		slot->value.seen = now; /* in use: it gives way after older ones */
 	__u32 ways = *(volatile __u32 *)&slot->value.ways;
 	if (ways & op->answers)
 		return FLOW_ANSWER;
 	if (ways & op->way)
 		return CLAIM_FOUND;
+	/* Still this pair's slot? Another CPU may have just given it to
+	 * another pair, which must not inherit this way. */
+	if (*(volatile __u32 *)slot != key_tag(h))
+		return CLAIM_FAILED;
 	if (__sync_fetch_and_or(&slot->value.ways, op->way) & op->way)
 		return CLAIM_FOUND;
 	return CLAIM_NEW;

@@ -103,7 +103,7 @@ struct ephemeral_key {
 } __attribute__((aligned(8)));
 
 struct ephemeral_value {
-	__u64 seen; /* a stamp: when the request was remembered */
+	__u64 seen; /* a stamp: when the request or its transfer was last seen */
 	/* The slot + 1 of the request's exchange (0: not known), so that the
 	 * transfer's packets find it without hashing its key; checked
 	 * against the key before use, since the slot may have gone to
@@ -146,7 +146,7 @@ enum flow_way {
 };
 
 struct flow_value {
-	__u64 seen; /* a stamp, as in exchange_value: when first seen */
+	__u64 seen; /* a stamp, as in exchange_value: when last seen */
 	__u32 ways; /* enum flow_way bits */
 	__u32 pad;
 };
@@ -162,7 +162,9 @@ struct flow_value {
  * A slot's state says whether its key can be read: empty, claimed by a CPU
  * that is writing its key, or published (the key's tag: hash bits, never 0
  * or 1). Two CPUs inserting the same new key at the same moment may both
- * succeed; userspace merges such copies when it reads the table. A count
+ * succeed; userspace merges such copies when it reads the table. Lookups
+ * find the first copy only, so the other ages and is the first to give way;
+ * the entry's counts then drop by the other's, as after an eviction. A count
  * racing with the eviction of its entry may land in the entry that takes
  * the slot: eviction takes the entry seen least recently, so this needs a
  * packet of an exchange idle for longer than every other in the window

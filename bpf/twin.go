@@ -75,7 +75,7 @@ func NewTwin(cat *catalog.Catalog, cfg TwinConfig) *Twin {
 	}
 	t := &Twin{
 		exchanges:  newBoundedMap(cfg.MaxExchanges, func(v *PortwatchExchangeValue) uint64 { return v.LastSeen }),
-		ephemeral:  newBoundedMap[ephemeralValue](cfg.MaxEphemeral, nil),
+		ephemeral:  newBoundedMap(cfg.MaxEphemeral, func(v *ephemeralValue) uint64 { return v.seen }),
 		unexpected: newBoundedMap(cfg.MaxUnexpected, func(v *PortwatchUnexpectedValue) uint64 { return v.LastSeen }),
 		flows:      newBoundedMap(cfg.MaxFlows, func(v *PortwatchFlowValue) uint64 { return v.Seen }),
 	}
@@ -426,6 +426,7 @@ func flowTail(sport, dport uint16) uint64 {
 // request was last found in the exchanges table: the transfer that follows
 // finds it again without a hash.
 type ephemeralValue struct {
+	seen     uint64 // the last packet of the request or its transfer
 	service  uint16
 	exchange uint32 // a position in t.exchanges, checked against the key
 }
@@ -596,6 +597,7 @@ func (t *Twin) onDHCP(payload []byte, service uint16, portDir direction) {
 func (t *Twin) onEphemeral(sport, dport uint16) bool {
 	if t.hasEphemeralPort(dport) {
 		if ev := t.ephemeral.get(t.dst, t.src, uint64(dport)); ev != nil {
+			ev.seen = t.now
 			service := ev.service
 			t.countService(service, dirReply)
 			if v := t.exchangeIPFrom(service, t.dst, t.src, &ev.exchange); v != nil {
@@ -606,6 +608,7 @@ func (t *Twin) onEphemeral(sport, dport uint16) bool {
 	}
 	if t.hasEphemeralPort(sport) {
 		if ev := t.ephemeral.get(t.src, t.dst, uint64(sport)); ev != nil {
+			ev.seen = t.now
 			service := ev.service
 			t.countService(service, dirNone)
 			if v := t.exchangeIPFrom(service, t.src, t.dst, &ev.exchange); v != nil {
@@ -635,12 +638,14 @@ func (t *Twin) onUDPOther(uh []byte, sport, dport uint16) {
 		return
 	}
 
-	if t.flows.get(t.dst, t.src, flowTail(dport, sport)) != nil {
+	if f := t.flows.get(t.dst, t.src, flowTail(dport, sport)); f != nil {
+		f.Seen = t.now
 		t.recordUnexpected(ipProtoUDP, t.src, sport, t.dst)
 		return
 	}
 	fwd := flowTail(sport, dport)
-	if t.flows.get(t.src, t.dst, fwd) != nil {
+	if f := t.flows.get(t.src, t.dst, fwd); f != nil {
+		f.Seen = t.now
 		return
 	}
 	if t.flows.insert(t.src, t.dst, fwd, PortwatchFlowValue{Seen: t.now}) >= 0 {
@@ -675,8 +680,10 @@ func (t *Twin) onUDP(uh []byte) {
 			v.Attempts++
 		}
 		if r.flags&PortwatchPortFlagsPORT_EPHEMERAL_REPLY != 0 {
-			if t.ephemeral.get(t.src, t.dst, uint64(sport)) == nil {
-				if t.ephemeral.insert(t.src, t.dst, uint64(sport), ephemeralValue{service: r.service, exchange: hint}) >= 0 {
+			if ev := t.ephemeral.get(t.src, t.dst, uint64(sport)); ev != nil {
+				ev.seen, ev.exchange = t.now, hint
+			} else {
+				if t.ephemeral.insert(t.src, t.dst, uint64(sport), ephemeralValue{seen: t.now, service: r.service, exchange: hint}) >= 0 {
 					t.ephemeralPorts[sport/64] |= 1 << (sport % 64)
 					t.count(PortwatchParseCounterPC_EPHEMERAL_NEW)
 				} else {
@@ -762,6 +769,7 @@ func (t *Twin) onUnreachable(proto uint8, isrc, idst addr, il4 []byte, cls unrea
 	}
 	if proto == ipProtoUDP && t.hasEphemeralPort(idport) {
 		if ev := t.ephemeral.get(idst, isrc, uint64(idport)); ev != nil {
+			ev.seen = t.now
 			if v := t.exchangeIPFrom(ev.service, idst, isrc, &ev.exchange); v != nil {
 				v.ReturnBlocked++
 			}

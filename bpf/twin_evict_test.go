@@ -98,9 +98,9 @@ func TestTwinEvictsUnexpectedSeenLeast(t *testing.T) {
 	}
 }
 
-// A flow's age is when it was first seen: its later packets do not refresh
-// it (the kernel program never writes an existing flow).
-func TestTwinEvictsFlowsFirstSeen(t *testing.T) {
+// A flow's age is its last packet: a query sent again, or an answer to it,
+// keeps it.
+func TestTwinEvictsFlowsLastSeen(t *testing.T) {
 	twin := bpf.NewTwin(loadCatalog(t), bpf.TwinConfig{MaxFlows: 8})
 	c := &clock{t: time.Unix(1700000000, 0)}
 	query := func(i int) []byte { return packets.UDP(node, host(i), 40041, 5353, packets.Options{}) }
@@ -108,31 +108,32 @@ func TestTwinEvictsFlowsFirstSeen(t *testing.T) {
 	for i := range 8 {
 		send(twin, c, query(i))
 	}
-	send(twin, c, query(0))  // seen again, still the oldest
-	send(twin, c, query(8))  // full: host 0's flow goes
-	send(twin, c, answer(1)) // matches host 1's flow
-	send(twin, c, answer(0)) // matches nothing: a flow of its own, host 1's goes
+	send(twin, c, query(0))  // seen again: host 1's flow is now the oldest
+	send(twin, c, query(8))  // full: host 1's flow goes
+	send(twin, c, answer(0)) // matches host 0's flow
+	send(twin, c, answer(1)) // matches nothing: a flow of its own, host 2's goes
 
 	s := twin.Snapshot()
-	if _, ok := s.Unexpected[bpf.UnexpectedKey{Proto: catalog.UDP, Server: host(0), Port: 5353}]; ok {
-		t.Errorf("host 0 answered an evicted flow, yet counts as an unexpected port")
+	if _, ok := s.Unexpected[bpf.UnexpectedKey{Proto: catalog.UDP, Server: host(0), Port: 5353}]; !ok {
+		t.Errorf("host 0 answered a remembered flow, but is no unexpected port: %+v", s.Unexpected)
 	}
-	if _, ok := s.Unexpected[bpf.UnexpectedKey{Proto: catalog.UDP, Server: host(1), Port: 5353}]; !ok {
-		t.Errorf("host 1 answered a remembered flow, but is no unexpected port: %+v", s.Unexpected)
+	if _, ok := s.Unexpected[bpf.UnexpectedKey{Proto: catalog.UDP, Server: host(1), Port: 5353}]; ok {
+		t.Errorf("host 1 answered an evicted flow, yet counts as an unexpected port")
 	}
 	if n := s.Parse[bpf.ParseFlowNew]; n != 10 {
 		t.Errorf("flow_new %d, want 10", n)
 	}
-	// Host 0's answer evicted host 1's query: host 1 answering again is a
-	// flow of its own too.
-	send(twin, c, answer(1))
+	// Host 2's query was evicted: asked again, it is a new flow; host 0's,
+	// refreshed by its answer, is not.
+	send(twin, c, query(2))
+	send(twin, c, query(0))
 	if n := twin.Snapshot().Parse[bpf.ParseFlowNew]; n != 11 {
 		t.Errorf("flow_new %d, want 11", n)
 	}
 }
 
-// The ephemeral table keeps no age: which entry goes is arbitrary, but only
-// one of five goes when four fit.
+// A remembered TFTP request's age is the last packet of the request or its
+// transfer: of five when four fit, the one seen least recently goes.
 func TestTwinEvictsEphemeral(t *testing.T) {
 	twin := bpf.NewTwin(loadCatalog(t), bpf.TwinConfig{MaxEphemeral: 4})
 	c := &clock{t: time.Unix(1700000000, 0)}
@@ -158,5 +159,10 @@ func TestTwinEvictsEphemeral(t *testing.T) {
 	}
 	if answered != 4 {
 		t.Errorf("%d answers in exchanges, want 4", answered)
+	}
+	for _, e := range s.Exchanges {
+		if e.Key.Client == host(0) && e.Counters.Answers != 0 {
+			t.Errorf("host 0, whose request was the oldest, got an answer: %+v", e.Counters)
+		}
 	}
 }

@@ -107,6 +107,8 @@ func Load(cfg Config) (*Loader, error) {
 		return nil, err
 	}
 	if err := l.SetCatalog(cfg.Catalog); err != nil {
+		_ = l.exchangeTable.close()
+		_ = l.unexpectedTable.close()
 		_ = l.objs.Close()
 		return nil, err
 	}

@@ -203,6 +203,7 @@ var unexpectedSlotOps = slotOps[bpf.PortwatchUnexpectedSlot, bpf.PortwatchUnexpe
 func readExchanges(t *slotTable[bpf.PortwatchExchangeSlot], clock bpf.Clock, out []bpf.ExchangeEntry,
 	slotOf []int) ([]bpf.ExchangeEntry, []int) {
 	slotOf = slotOf[:0]
+	base := len(out)
 	readSlots(t.slots, exchangeSlotOps,
 		func(i int, s *bpf.PortwatchExchangeSlot) {
 			key, c := bpf.Exchange(s.Key, s.Value, clock)
@@ -210,15 +211,15 @@ func readExchanges(t *slotTable[bpf.PortwatchExchangeSlot], clock bpf.Clock, out
 			slotOf = append(slotOf, i)
 		},
 		func(i, of int, s *bpf.PortwatchExchangeSlot) {
+			key, c := bpf.Exchange(s.Key, s.Value, clock)
+			// The first copy's slot may have gone to another key
+			// between its read and this one's.
 			at := sort.SearchInts(slotOf, of)
-			if at == len(slotOf) || slotOf[at] != of {
-				// Its first copy was being replaced as it was read.
-				key, c := bpf.Exchange(s.Key, s.Value, clock)
+			if at == len(slotOf) || slotOf[at] != of || out[base+at].Key != key {
 				out = append(out, bpf.ExchangeEntry{Key: key, Counters: c})
 				return
 			}
-			_, c := bpf.Exchange(s.Key, s.Value, clock)
-			mergeExchange(&out[at].Counters, c)
+			mergeExchange(&out[base+at].Counters, c)
 		})
 	return out, slotOf
 }
