@@ -90,8 +90,13 @@ func helperAttach() int {
 		fmt.Fprintln(os.Stderr, "writing the ready file failed")
 		return 1
 	}
+	// Reachable until the process is killed: an unreachable Loader's
+	// links would be closed by the garbage collector, detaching it.
+	helperLoader = l
 	select {}
 }
+
+var helperLoader *Loader
 
 // helperOpen tries to open the loader and prints the error, for the
 // test of what an unprivileged user is told.

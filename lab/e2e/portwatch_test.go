@@ -429,9 +429,19 @@ func readBPFObjects(pid int) (bpfObjects, error) {
 }
 
 // loadedBPF asks bpftool which program and link ids exist on the machine.
+// bpftool walks the ids one by one and gives up when one vanishes between
+// two steps, which other tests freeing their programs can make happen: a
+// failed listing is tried again.
 func loadedBPF() (progs, links map[int]bool, err error) {
 	list := func(kind string) (map[int]bool, error) {
-		out, err := exec.Command("bpftool", "-j", kind, "show").Output()
+		var out []byte
+		var err error
+		for try := 0; try < 5; try++ {
+			if out, err = exec.Command("bpftool", "-j", kind, "show").Output(); err == nil {
+				break
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
 		if err != nil {
 			return nil, fmt.Errorf("bpftool %s show: %v", kind, err)
 		}
