@@ -272,7 +272,8 @@ static __always_inline bool key_equal(const __u64 *a, const __u64 *b, int words)
 	return diff == 0;
 }
 
-/* Every slot starts with its state, then the key at offset 8. */
+/* Every slot starts with its state and probe distance, then the key at
+ * offset 8. */
 #define SLOT_KEY(slot) ((__u64 *)((void *)(slot) + 8))
 
 /* The published slot holding key, or NULL; *at is set to its index. */
@@ -329,6 +330,7 @@ static __always_inline int table_claim(void *table, __u32 mask, const __u64 *key
 			if (__sync_val_compare_and_swap(slot, SLOT_EMPTY, SLOT_BUSY) != SLOT_EMPTY)
 				continue; /* another CPU took it first */
 			__builtin_memcpy(SLOT_KEY(slot), key, words * 8);
+			slot[1] = i; /* the probe distance, for userspace */
 			*out = slot;
 			*at = idx;
 			return CLAIM_NEW;
@@ -353,6 +355,7 @@ static __always_inline int table_claim(void *table, __u32 mask, const __u64 *key
 	if (!slot || __sync_val_compare_and_swap(slot, victim_state, SLOT_BUSY) != victim_state)
 		return CLAIM_FAILED;
 	__builtin_memcpy(SLOT_KEY(slot), key, words * 8);
+	slot[1] = (victim - (__u32)h) & mask;
 	*out = slot;
 	*at = victim;
 	return CLAIM_EVICTED;

@@ -182,28 +182,30 @@ enum slot_state {
 
 struct exchange_slot {
 	__u32 state; /* enum slot_state, or the key's tag */
-	__u32 pad;
+	/* How many slots past the key's home slot this one is: userspace
+	 * looks back that far for another copy of the key. */
+	__u32 probe;
 	struct exchange_key key;
 	struct exchange_value value;
 };
 
 struct ephemeral_slot {
 	__u32 state;
-	__u32 pad;
+	__u32 probe;
 	struct ephemeral_key key;
 	struct ephemeral_value value;
 };
 
 struct unexpected_slot {
 	__u32 state;
-	__u32 pad;
+	__u32 probe;
 	struct unexpected_key key;
 	struct unexpected_value value;
 };
 
 struct flow_slot {
 	__u32 state;
-	__u32 pad;
+	__u32 probe;
 	struct flow_key key;
 	struct flow_value value;
 };

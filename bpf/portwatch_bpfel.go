@@ -24,7 +24,7 @@ type PortwatchEphemeralKey struct {
 type PortwatchEphemeralSlot struct {
 	_     structs.HostLayout
 	State uint32
-	Pad   uint32
+	Probe uint32
 	Key   PortwatchEphemeralKey
 	Value PortwatchEphemeralValue
 }
@@ -56,7 +56,7 @@ const (
 type PortwatchExchangeSlot struct {
 	_     structs.HostLayout
 	State uint32
-	Pad   uint32
+	Probe uint32
 	Key   PortwatchExchangeKey
 	Value PortwatchExchangeValue
 }
@@ -91,7 +91,7 @@ type PortwatchFlowKey struct {
 type PortwatchFlowSlot struct {
 	_     structs.HostLayout
 	State uint32
-	Pad   uint32
+	Probe uint32
 	Key   PortwatchFlowKey
 	Value PortwatchFlowValue
 }
@@ -222,7 +222,7 @@ type PortwatchUnexpectedKey struct {
 type PortwatchUnexpectedSlot struct {
 	_     structs.HostLayout
 	State uint32
-	Pad   uint32
+	Probe uint32
 	Key   PortwatchUnexpectedKey
 	Value PortwatchUnexpectedValue
 }

@@ -322,6 +322,24 @@ func BenchmarkSnapshot100k(b *testing.B) {
 	}
 }
 
+// BenchmarkSnapshotFullTable drains a default-size exchange table that
+// long use has filled: every slot taken (400,000 clients through 131,072
+// slots, the later ones evicting), so that the search for a second copy of
+// a key goes as far back as each slot's probe distance.
+func BenchmarkSnapshotFullTable(b *testing.B) {
+	l := loadForTest(b, Config{})
+	fillExchanges(b, l, 400_000)
+	if got, slots := len(mustSnapshot(b, l).Exchanges), int(l.objs.Exchanges.MaxEntries()); got != slots {
+		b.Fatalf("the table holds %d exchanges in %d slots: not full", got, slots)
+	}
+	b.ResetTimer()
+	for b.Loop() {
+		if _, err := l.Snapshot(); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
 // fillExchanges runs n SYNs from n clients through the XDP program.
 func fillExchanges(b *testing.B, l *Loader, n int) {
 	h := hostsFor(1, false)

@@ -115,21 +115,25 @@ func (t *slotTable[S]) close() error {
 	return err
 }
 
-// slotOps says how to read one kind of slot.
-type slotOps[S, K comparable] struct {
-	state func(*S) *uint32
-	key   func(*S) K
+// slotHead is how every slot starts (the generated types' State and Probe):
+// readSlots reads these two through it, whatever the slot's type.
+type slotHead struct {
+	state uint32 // SLOT_EMPTY, SLOT_BUSY or the key's tag
+	probe uint32 // slots past the key's home slot
 }
+
+func head[S any](s *S) *slotHead { return (*slotHead)(unsafe.Pointer(s)) }
 
 // readSlots calls visit with a copy of every published slot, in slot order,
 // and then calls dup for every slot whose key an earlier slot of its
 // window also holds (two CPUs inserted the key at once), with the index of
 // that earlier slot, which was visited: its counts belong to that entry.
+// key gives a slot's key.
 //
 // The kernel goes on writing while this reads: a slot whose state changes
 // during the copy is being given to another key, and is read again; one
 // that keeps changing is left out of this snapshot.
-func readSlots[S, K comparable](slots []S, ops slotOps[S, K], visit func(i int, s *S), dup func(i, of int, s *S)) {
+func readSlots[S, K comparable](slots []S, key func(*S) K, visit func(i int, s *S), dup func(i, of int, s *S)) {
 	mask := len(slots) - 1
 	type later struct {
 		i, of int
@@ -138,15 +142,15 @@ func readSlots[S, K comparable](slots []S, ops slotOps[S, K], visit func(i int, 
 	var dups []later
 	var s S // one copy for all: visit's argument would make a slot's escape
 	for i := range slots {
-		st := atomic.LoadUint32(ops.state(&slots[i]))
+		st := atomic.LoadUint32(&head(&slots[i]).state)
 		if st == slotEmpty || st == slotBusy {
 			continue
 		}
 		stable := false
 		for range 3 {
 			s = slots[i]
-			now := atomic.LoadUint32(ops.state(&slots[i]))
-			if now == st && *ops.state(&s) == st {
+			now := atomic.LoadUint32(&head(&slots[i]).state)
+			if now == st && head(&s).state == st {
 				stable = true
 				break
 			}
@@ -158,22 +162,15 @@ func readSlots[S, K comparable](slots []S, ops slotOps[S, K], visit func(i int, 
 		if !stable {
 			continue
 		}
-		// An earlier slot of the window with the same tag and key holds
-		// the same entry. Every slot between a key's home and its slot
-		// was taken when it was inserted, and slots are never freed, so
-		// the search back ends at the first free one. It wraps around
-		// the table's end, so of two such slots exactly one finds the
-		// other; the earliest found is the one every copy merges into.
+		// Another copy of the key lies between its home slot and this
+		// one, which the kernel noted as the probe distance. The search
+		// wraps around the table's end, so of two copies exactly one
+		// finds the other; the earliest found is the one every copy
+		// merges into.
 		of := -1
-		key := ops.key(&s)
-		for back := 1; back < tableProbes; back++ {
+		for back := 1; back <= int(min(head(&s).probe, uint32(tableProbes-1))); back++ {
 			j := (i - back) & mask
-			o := &slots[j]
-			ost := atomic.LoadUint32(ops.state(o))
-			if ost == slotEmpty {
-				break
-			}
-			if ost == st && ops.key(o) == key {
+			if atomic.LoadUint32(&head(&slots[j]).state) == st && key(&slots[j]) == key(&s) {
 				of = j
 			}
 		}
@@ -188,15 +185,8 @@ func readSlots[S, K comparable](slots []S, ops slotOps[S, K], visit func(i int, 
 	}
 }
 
-var exchangeSlotOps = slotOps[bpf.PortwatchExchangeSlot, bpf.PortwatchExchangeKey]{
-	state: func(s *bpf.PortwatchExchangeSlot) *uint32 { return &s.State },
-	key:   func(s *bpf.PortwatchExchangeSlot) bpf.PortwatchExchangeKey { return s.Key },
-}
-
-var unexpectedSlotOps = slotOps[bpf.PortwatchUnexpectedSlot, bpf.PortwatchUnexpectedKey]{
-	state: func(s *bpf.PortwatchUnexpectedSlot) *uint32 { return &s.State },
-	key:   func(s *bpf.PortwatchUnexpectedSlot) bpf.PortwatchUnexpectedKey { return s.Key },
-}
+func exchangeKey(s *bpf.PortwatchExchangeSlot) bpf.PortwatchExchangeKey       { return s.Key }
+func unexpectedKey(s *bpf.PortwatchUnexpectedSlot) bpf.PortwatchUnexpectedKey { return s.Key }
 
 // readExchanges appends the exchange table's entries to out. slotOf is
 // scratch, reused between snapshots: the slot of each entry of out.
@@ -204,7 +194,7 @@ func readExchanges(t *slotTable[bpf.PortwatchExchangeSlot], clock bpf.Clock, out
 	slotOf []int) ([]bpf.ExchangeEntry, []int) {
 	slotOf = slotOf[:0]
 	base := len(out)
-	readSlots(t.slots, exchangeSlotOps,
+	readSlots(t.slots, exchangeKey,
 		func(i int, s *bpf.PortwatchExchangeSlot) {
 			key, c := bpf.Exchange(s.Key, s.Value, clock)
 			out = append(out, bpf.ExchangeEntry{Key: key, Counters: c})
@@ -233,7 +223,7 @@ func readUnexpected(t *slotTable[bpf.PortwatchUnexpectedSlot], clock bpf.Clock, 
 		}
 		out[key] = c
 	}
-	readSlots(t.slots, unexpectedSlotOps,
+	readSlots(t.slots, unexpectedKey,
 		func(_ int, s *bpf.PortwatchUnexpectedSlot) { add(s) },
 		func(_, _ int, s *bpf.PortwatchUnexpectedSlot) { add(s) })
 }

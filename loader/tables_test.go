@@ -110,6 +110,13 @@ func TestTableEvictsLeastRecentlySeen(t *testing.T) {
 			t.Errorf("%v: %d attempts, want %d: an entry was overwritten in place", e.Key.Client, e.Counters.Attempts, wantAttempts)
 		}
 	}
+	// Every key's home is slot 0, so each slot's probe distance is its
+	// index (the evicting key took its victim's slot).
+	for i, slot := range l.exchangeTable.slots {
+		if slot.State > slotBusy && slot.Probe != uint32(i) {
+			t.Errorf("slot %d notes probe distance %d", i, slot.Probe)
+		}
+	}
 	if n := s.Parse[bpf.ParseExchangeNew]; n != uint64(tableProbes+1) {
 		t.Errorf("exchange_new %d, want %d", n, tableProbes+1)
 	}
@@ -118,29 +125,46 @@ func TestTableEvictsLeastRecentlySeen(t *testing.T) {
 	}
 }
 
+// Every slot type starts with the state and the probe distance, which
+// readSlots reads the same way whatever the type.
+func TestSlotHeads(t *testing.T) {
+	check := func(name string, state, probe uintptr) {
+		if state != 0 || probe != 4 {
+			t.Errorf("%s: state at %d, probe at %d; readSlots wants 0 and 4", name, state, probe)
+		}
+	}
+	var x bpf.PortwatchExchangeSlot
+	check("exchange", unsafe.Offsetof(x.State), unsafe.Offsetof(x.Probe))
+	var u bpf.PortwatchUnexpectedSlot
+	check("unexpected", unsafe.Offsetof(u.State), unsafe.Offsetof(u.Probe))
+	var e bpf.PortwatchEphemeralSlot
+	check("ephemeral", unsafe.Offsetof(e.State), unsafe.Offsetof(e.Probe))
+	var f bpf.PortwatchFlowSlot
+	check("flow", unsafe.Offsetof(f.State), unsafe.Offsetof(f.Probe))
+}
+
 // A key that two CPUs inserted at once sits in two slots of its window;
 // a snapshot shows one exchange with both slots' counts, also when the
 // window wraps around the end of the table. Claimed slots whose key is
 // still being written are left out.
 func TestReadSlotsMergesCopies(t *testing.T) {
 	slots := make([]bpf.PortwatchExchangeSlot, 64)
-	put := func(i int, tag uint32, client byte, attempts, first, last uint64) {
-		slots[i] = bpf.PortwatchExchangeSlot{State: tag}
+	put := func(i int, tag uint32, client byte, probe uint32, attempts, first, last uint64) {
+		slots[i] = bpf.PortwatchExchangeSlot{State: tag, Probe: probe}
 		slots[i].Key.Client[15] = client
 		slots[i].Key.Service = 7
 		slots[i].Value = bpf.PortwatchExchangeValue{Attempts: attempts, FirstSeen: first, LastSeen: last}
 	}
-	put(10, 6, 1, 1, 100, 150) // client 1, first copy
-	put(11, 10, 2, 4, 100, 100)
-	put(12, 6, 1, 2, 90, 120)  // client 1 again: merged into slot 10
-	put(13, 6, 3, 5, 100, 100) // same tag, another key: its own exchange
-	put(63, 14, 4, 1, 200, 210)
-	put(0, 18, 5, 1, 100, 100)
-	put(1, 14, 4, 3, 205, 300)              // client 4 again, past the table's end
-	slots[30].State = slotBusy              // a key being written: not read
-	put(40, 6, 1, 9, 100, 100)              // client 1 a third time, but a free slot lies
-	slots[39] = bpf.PortwatchExchangeSlot{} // between: not a copy (cannot happen), kept apart
-
+	put(10, 6, 1, 0, 1, 100, 150) // client 1, first copy, in its home slot
+	put(11, 10, 2, 0, 4, 100, 100)
+	put(12, 6, 1, 2, 2, 90, 120)  // client 1 again, two past its home: merged into slot 10
+	put(13, 6, 3, 3, 5, 100, 100) // same tag, another key: its own exchange
+	put(63, 14, 4, 0, 1, 200, 210)
+	put(0, 18, 5, 0, 1, 100, 100)
+	put(1, 14, 4, 2, 3, 205, 300)  // client 4 again, past the table's end
+	slots[30].State = slotBusy     // a key being written: not read
+	put(42, 6, 1, 1, 9, 100, 100)  // client 1 a third time, but its home is 41:
+	put(41, 22, 6, 0, 1, 100, 100) // not a copy of slot 10's (cannot happen), kept apart
 	clock := func(stamp uint64) time.Time { return time.Unix(int64(stamp), 0) }
 	got, slotOf := readExchanges(&slotTable[bpf.PortwatchExchangeSlot]{slots: slots}, clock, nil, nil)
 	type row struct {
@@ -160,6 +184,7 @@ func TestReadSlotsMergesCopies(t *testing.T) {
 		{2, 4, 100, 100},
 		{3, 5, 100, 100},
 		{1, 9, 100, 100},
+		{6, 1, 100, 100},
 	}
 	byClient := func(a, b row) int {
 		return cmp.Or(cmp.Compare(a.client, b.client), cmp.Compare(a.attempts, b.attempts))
