@@ -1040,8 +1040,11 @@ static __always_inline void on_udp(struct pkt *p, struct udphdr *uh)
 		op.key.client_port = sport;
 		op.exchange_slot = exchange_slot;
 		op.service = r.service;
-		/* Before the entry exists, so that no answer can miss it. */
-		ephemeral_ports[sport] = 1;
+		/* Before the entry exists, so that no answer can miss it; read
+		 * first, so that repeated requests do not write a line other
+		 * CPUs read. */
+		if (!ephemeral_ports[sport])
+			ephemeral_ports[sport] = 1;
 		count_claim(p, ephemeral_remember(&op), PC_EPHEMERAL_NEW);
 	}
 }

@@ -596,28 +596,37 @@ func (t *Twin) onDHCP(payload []byte, service uint16, portDir direction) {
 // port with no bit in ephemeralPorts is in no key: its lookup is skipped.
 func (t *Twin) onEphemeral(sport, dport uint16) bool {
 	if t.hasEphemeralPort(dport) {
-		if ev := t.ephemeral.get(t.dst, t.src, uint64(dport)); ev != nil {
-			ev.seen = t.now
-			service := ev.service
+		if service, v, ok := t.ephemeralExchange(t.dst, t.src, dport); ok {
 			t.countService(service, dirReply)
-			if v := t.exchangeIPFrom(service, t.dst, t.src, &ev.exchange); v != nil {
+			if v != nil {
 				v.Answers++
 			}
 			return true
 		}
 	}
 	if t.hasEphemeralPort(sport) {
-		if ev := t.ephemeral.get(t.src, t.dst, uint64(sport)); ev != nil {
-			ev.seen = t.now
-			service := ev.service
+		if service, v, ok := t.ephemeralExchange(t.src, t.dst, sport); ok {
 			t.countService(service, dirNone)
-			if v := t.exchangeIPFrom(service, t.src, t.dst, &ev.exchange); v != nil {
+			if v != nil {
 				v.Followups++
 			}
 			return true
 		}
 	}
 	return false
+}
+
+// ephemeralExchange is ephemeral_exchange: the remembered request of client
+// (from port) to a TFTP-style server, refreshed, with its service and its
+// exchange (nil if the exchange could not be made); ok is false when no
+// such request is remembered.
+func (t *Twin) ephemeralExchange(client, server addr, port uint16) (service uint16, v *PortwatchExchangeValue, ok bool) {
+	ev := t.ephemeral.get(client, server, uint64(port))
+	if ev == nil {
+		return 0, nil, false
+	}
+	ev.seen = t.now
+	return ev.service, t.exchangeIPFrom(ev.service, client, server, &ev.exchange), true
 }
 
 func (t *Twin) hasEphemeralPort(port uint16) bool {
@@ -768,9 +777,8 @@ func (t *Twin) onUnreachable(proto uint8, isrc, idst addr, il4 []byte, cls unrea
 		}
 	}
 	if proto == ipProtoUDP && t.hasEphemeralPort(idport) {
-		if ev := t.ephemeral.get(idst, isrc, uint64(idport)); ev != nil {
-			ev.seen = t.now
-			if v := t.exchangeIPFrom(ev.service, idst, isrc, &ev.exchange); v != nil {
+		if _, v, ok := t.ephemeralExchange(idst, isrc, idport); ok {
+			if v != nil {
 				v.ReturnBlocked++
 			}
 			return

@@ -85,9 +85,10 @@ type slotTable[S any] struct {
 	slots []S
 }
 
-// mapTable maps the slots of table m read-only. The kernel lays an array's
-// values out at a stride of their size rounded up to 8 bytes, which the
-// generated slot types already are.
+// mapTable maps the slots of table m read-only. Not Map.Memory: that maps
+// the table writable and only copies out of it, where a snapshot reads the
+// slots in place. The kernel lays an array's values out at a stride of their
+// size rounded up to 8 bytes, which the generated slot types already are.
 func mapTable[S any](m *ebpf.Map) (*slotTable[S], error) {
 	var zero S
 	stride := unsafe.Sizeof(zero)
@@ -168,9 +169,10 @@ func readSlots[S, K comparable](slots []S, key func(*S) K, visit func(i int, s *
 		// finds the other; the earliest found is the one every copy
 		// merges into.
 		of := -1
+		k := key(&s)
 		for back := 1; back <= int(min(head(&s).probe, uint32(tableProbes-1))); back++ {
 			j := (i - back) & mask
-			if atomic.LoadUint32(&head(&slots[j]).state) == st && key(&slots[j]) == key(&s) {
+			if atomic.LoadUint32(&head(&slots[j]).state) == st && key(&slots[j]) == k {
 				of = j
 			}
 		}
