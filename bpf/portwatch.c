@@ -779,8 +779,9 @@ static __always_inline void count_claim(struct pkt *p, int got, int new_counter)
 		count(p, PC_MAP_UPDATE_FAILED);
 }
 
-/* Apply op to its exchange; returns its slot + 1, or 0. */
-static __always_inline __u32 exchange_op(struct pkt *p, struct exchange_op *op)
+/* Apply op to its exchange and count what it made; returns the exchange's
+ * slot + 1, or 0. */
+static __always_inline __u32 exchange_record(struct pkt *p, struct exchange_op *op)
 {
 	__u64 r = exchange_update(op);
 	count_claim(p, r & 0xff, PC_EXCHANGE_NEW);
@@ -795,7 +796,7 @@ static __always_inline __u32 exchange_ip(struct pkt *p, __u16 service, __u32 *cl
 	op.key.service = service;
 	op.key.kind = EXCHANGE_IP;
 	op.kind = what;
-	return exchange_op(p, &op);
+	return exchange_record(p, &op);
 }
 
 /* A SYN: a new attempt, unless it repeats the last SYN's port and sequence
@@ -810,7 +811,7 @@ static __always_inline void exchange_syn(struct pkt *p, __u16 service, __u16 spo
 	op.kind = OP_SYN;
 	op.port = sport;
 	op.seq = seq;
-	exchange_op(p, &op);
+	exchange_record(p, &op);
 }
 
 static __always_inline void record_unexpected(struct pkt *p, __u8 proto, __u32 *server, __u16 port, __u32 *client)
@@ -915,7 +916,7 @@ static __always_inline void on_dhcp(struct pkt *p, void *payload, __u16 service,
 	op.key.kind = EXCHANGE_DHCP;
 	op.kind = dir == DIR_REQUEST ? OP_DHCP_REQUEST : OP_DHCP_REPLY;
 	op.seq = bpf_ntohl(b->xid);
-	exchange_op(p, &op);
+	exchange_record(p, &op);
 }
 
 /* Apply what to the exchange of a remembered request of client (from

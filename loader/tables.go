@@ -29,40 +29,36 @@ const (
 )
 
 // tableSlots is the slot count of a table that should hold entries keys:
-// twice as many, a power of two, so that the table is at most half full
-// and a full probe window (which makes the oldest key of the window give
-// way) stays rare below the bound.
+// twice as many, a power of two, so that at its bound the table is at most
+// half full and a full probe window (which makes the oldest key of the
+// window give way) stays rare.
 func tableSlots(entries int) uint32 {
 	return uint32(nextPow2(uint64(max(2*entries, 2*tableProbes))))
 }
 
-// tableMasks names the variable that holds each table's slot count - 1.
-var tableMasks = map[string]string{
-	bpf.PortwatchMapExchanges:  "exchanges_mask",
-	bpf.PortwatchMapEphemeral:  "ephemeral_mask",
-	bpf.PortwatchMapUnexpected: "unexpected_mask",
-	bpf.PortwatchMapUdpFlows:   "udp_flows_mask",
-}
-
-// sizeMaps sizes the tables on the spec before load, and seeds their hash:
-// with seed, or when it is zero with a random seed, so that a sender cannot
-// aim packets at one probe window.
+// sizeMaps sizes the tables on the spec before load (the map and the
+// variable that holds its slot count - 1), and seeds their hash: with seed,
+// or when it is zero with a random seed, so that a sender cannot aim
+// packets at one probe window.
 func sizeMaps(spec *ebpf.CollectionSpec, s MapSizes, seed uint64) error {
-	for name, n := range map[string]int{
-		bpf.PortwatchMapExchanges:  s.Exchanges,
-		bpf.PortwatchMapEphemeral:  s.Ephemeral,
-		bpf.PortwatchMapUnexpected: s.Unexpected,
-		bpf.PortwatchMapUdpFlows:   s.Flows,
+	for _, t := range []struct {
+		name, mask string
+		entries    int
+	}{
+		{bpf.PortwatchMapExchanges, "exchanges_mask", s.Exchanges},
+		{bpf.PortwatchMapEphemeral, "ephemeral_mask", s.Ephemeral},
+		{bpf.PortwatchMapUnexpected, "unexpected_mask", s.Unexpected},
+		{bpf.PortwatchMapUdpFlows, "udp_flows_mask", s.Flows},
 	} {
-		m, ok := spec.Maps[name]
-		v, vok := spec.Variables[tableMasks[name]]
+		m, ok := spec.Maps[t.name]
+		v, vok := spec.Variables[t.mask]
 		if !ok || !vok {
-			return fmt.Errorf("the embedded BPF object has no table %q: rebuild it with `make generate`", name)
+			return fmt.Errorf("the embedded BPF object has no table %q: rebuild it with `make generate`", t.name)
 		}
-		slots := tableSlots(n)
+		slots := tableSlots(t.entries)
 		m.MaxEntries = slots
 		if err := v.Set(slots - 1); err != nil {
-			return fmt.Errorf("sizing table %s: %w", name, err)
+			return fmt.Errorf("sizing table %s: %w", t.name, err)
 		}
 	}
 	if seed == 0 {
