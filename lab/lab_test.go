@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
@@ -85,6 +86,34 @@ func TestBlockedPortErrors(t *testing.T) {
 	}
 }
 
+// TestCaptureKeepsLastPackets sends a few datagrams and stops the capture
+// at once: every one of them must be in the file (tcpdump ends on SIGINT
+// without reading the packet ring's open block; Stop must wait for it).
+func TestCaptureKeepsLastPackets(t *testing.T) {
+	l := labtest.Start(t, lab.Config{Nodes: 1})
+	ctx := context.Background()
+	const datagrams, port = 5, 9 // discard: nobody listens, nothing answers
+	c, err := l.StartCapture(ctx, l.Node(1), "", fmt.Sprintf("udp dst port %d", port))
+	if err != nil {
+		t.Fatal(err)
+	}
+	send := fmt.Sprintf("for i in $(seq %d); do echo last > /dev/udp/%s/%d; done", datagrams, l.MN().Addr, port)
+	if out, err := l.Command(ctx, l.Node(1), "bash", "-c", send).CombinedOutput(); err != nil {
+		_, _ = c.Stop()
+		t.Fatalf("sending: %v: %s", err, out)
+	}
+	file, err := c.Stop()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n, known := c.Dropped(); !known || n != 0 {
+		t.Errorf("tcpdump dropped %d packets (known: %v)", n, known)
+	}
+	if written := len(readCapture(t, file)); written != datagrams {
+		t.Errorf("the capture holds %d of the %d datagrams sent just before Stop", written, datagrams)
+	}
+}
+
 // TestTFTPNoHelper shows why the scenario blocks TFTP: the read request
 // reaches mn and the server sends DATA from a new port, but no DATA
 // reaches the node, because the firewall cannot relate it to the request.
@@ -100,14 +129,11 @@ func TestTFTPNoHelper(t *testing.T) {
 		t.Fatal(err)
 	}
 	r := l.TFTPGet(ctx, l.Node(1))
-	mnFile, err := atMN.Stop()
+	files, err := lab.StopCaptures(atMN, atNode)
 	if err != nil {
 		t.Fatal(err)
 	}
-	nodeFile, err := atNode.Stop()
-	if err != nil {
-		t.Fatal(err)
-	}
+	mnFile, nodeFile := files[0], files[1]
 	for _, c := range []*lab.Capture{atMN, atNode} {
 		if n, known := c.Dropped(); !known || n != 0 {
 			t.Errorf("tcpdump writing %s dropped %d packets (known: %v): the counts below prove nothing", c.Path, n, known)
@@ -141,24 +167,8 @@ type tftpCounts struct{ rrq, data int }
 // and DATA from the server's other ports.
 func countTFTP(t *testing.T, file, server string) tftpCounts {
 	t.Helper()
-	f, err := os.Open(file)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	r, err := pcapgo.NewReader(f)
-	if err != nil {
-		t.Fatal(err)
-	}
 	var c tftpCounts
-	for {
-		data, _, err := r.ReadPacketData()
-		if errors.Is(err, io.EOF) {
-			return c
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
+	for _, data := range readCapture(t, file) {
 		p := gopacket.NewPacket(data, layers.LayerTypeEthernet, gopacket.Default)
 		ip, _ := p.Layer(layers.LayerTypeIPv4).(*layers.IPv4)
 		udp, _ := p.Layer(layers.LayerTypeUDP).(*layers.UDP)
@@ -172,6 +182,32 @@ func countTFTP(t *testing.T, file, server string) tftpCounts {
 		case op == opDATA && ip.SrcIP.String() == server && udp.SrcPort != 69:
 			c.data++
 		}
+	}
+	return c
+}
+
+// readCapture returns the frames of a pcap file.
+func readCapture(t *testing.T, file string) [][]byte {
+	t.Helper()
+	f, err := os.Open(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	r, err := pcapgo.NewReader(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var frames [][]byte
+	for {
+		data, _, err := r.ReadPacketData()
+		if errors.Is(err, io.EOF) {
+			return frames
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		frames = append(frames, data)
 	}
 }
 

@@ -128,12 +128,17 @@ func (w *watch) stop(t *testing.T) {
 		pw.xdpReport = pw.xdp.finish(t)
 		pw.captureReport = pw.capture.finish(t)
 	}
+	var captures []*lab.Capture
 	for _, pw := range w.points {
 		pw.stopped = true
-		file, err := pw.tcpdump.Stop()
-		if err != nil {
-			t.Fatalf("tcpdump at %s: %v", pw.point, err)
-		}
+		captures = append(captures, pw.tcpdump)
+	}
+	files, err := lab.StopCaptures(captures...)
+	if err != nil {
+		t.Fatalf("tcpdump: %v", err)
+	}
+	for i, pw := range w.points {
+		file := files[i]
 		switch lost, known := pw.tcpdump.Dropped(); {
 		case !known:
 			t.Errorf("tcpdump at %s did not say how many packets it lost", pw.point)
