@@ -5,6 +5,7 @@ package capture
 import (
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -81,40 +82,50 @@ func run(t *testing.T, name string, args ...string) string {
 	return string(out)
 }
 
+// errFnStopped is how inNS learns that fn ended its goroutine (t.Fatal).
+var errFnStopped = errors.New("fn stopped its goroutine")
+
 // inNS runs fn on an OS thread that has entered namespace ns: sockets fn
 // opens belong to ns for their whole life, whichever thread uses them later.
 func (n *testNet) inNS(t *testing.T, ns string, fn func()) {
 	t.Helper()
 	done := make(chan error, 1)
 	go func() {
+		// The one send: fn may call t.Fatal, which ends this goroutine
+		// before fn returns, and the test must not wait for ever.
+		result := errFnStopped
+		defer func() { done <- result }()
 		runtime.LockOSThread()
 		orig, err := unix.Open(fmt.Sprintf("/proc/self/task/%d/ns/net", unix.Gettid()), unix.O_RDONLY|unix.O_CLOEXEC, 0)
 		if err != nil {
-			done <- err
+			result = err
 			return
 		}
 		defer unix.Close(orig)
 		target, err := unix.Open("/run/netns/"+ns, unix.O_RDONLY|unix.O_CLOEXEC, 0)
 		if err != nil {
-			done <- err
+			result = err
 			return
 		}
 		defer unix.Close(target)
 		if err := unix.Setns(target, unix.CLONE_NEWNET); err != nil {
-			done <- err
+			result = err
 			return
 		}
 		fn()
 		// A thread that cannot go back stays locked and dies with the
 		// goroutine, so no other goroutine runs in ns by accident.
 		if err := unix.Setns(orig, unix.CLONE_NEWNET); err != nil {
-			done <- err
+			result = err
 			return
 		}
 		runtime.UnlockOSThread()
-		done <- nil
+		result = nil
 	}()
-	if err := <-done; err != nil {
+	switch err := <-done; {
+	case errors.Is(err, errFnStopped):
+		t.FailNow()
+	case err != nil:
 		t.Fatalf("entering network namespace %s: %v", ns, err)
 	}
 }
