@@ -221,6 +221,14 @@ loop:
 			}
 		}
 	}
+	// The capture backend may still hold packets the kernel queued but
+	// did not hand over yet; the last window must count them, as the
+	// kernel backend's does.
+	if flusher, ok := be.(interface{ Flush() error }); ok {
+		if err := flusher.Flush(); err != nil {
+			e.errorf("%v", err)
+		}
+	}
 	window()
 	shutdown, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	if srv != nil {

@@ -25,8 +25,11 @@ type Backend struct {
 	wg      sync.WaitGroup
 	// readErr is the first error a reader stopped on.
 	readErr error
-	// lost counts packets the kernel dropped on sources already closed.
-	now func() time.Time
+	// fed counts, per source, the packets the reader has fed to the twin.
+	fed []uint64
+	// blockTimeout is the sources' LiveOptions.BlockTimeout (see Flush).
+	blockTimeout time.Duration
+	now          func() time.Time
 
 	learn func(src, dst netip.Addr, sport, dport uint16, payload []byte)
 	// pending holds the datagrams the twin handed to learn while a reader
@@ -66,8 +69,9 @@ func StartBackend(interfaces []string, o BackendOptions) (*Backend, error) {
 			b.pending = append(b.pending, learned{src, dst, sport, dport, bytes.Clone(payload)})
 		})
 	}
-	lo := o.Live
+	lo := o.Live.withDefaults()
 	lo.Catalog = o.Catalog
+	b.blockTimeout = lo.BlockTimeout
 	for _, name := range interfaces {
 		src, err := OpenLive(name, lo)
 		if err != nil {
@@ -79,14 +83,15 @@ func StartBackend(interfaces []string, o BackendOptions) (*Backend, error) {
 		b.sources = append(b.sources, src)
 		b.names = append(b.names, name)
 	}
-	for _, src := range b.sources {
+	b.fed = make([]uint64, len(b.sources))
+	for i, src := range b.sources {
 		b.wg.Add(1)
-		go b.read(src)
+		go b.read(i, src)
 	}
 	return b, nil
 }
 
-func (b *Backend) read(src LiveSource) {
+func (b *Backend) read(i int, src LiveSource) {
 	defer b.wg.Done()
 	for {
 		p, err := src.Next()
@@ -106,6 +111,7 @@ func (b *Backend) read(src LiveSource) {
 		} else {
 			b.twin.Ethernet(p.Data, p.WireLen, p.Timestamp)
 		}
+		b.fed[i]++
 		learnt := b.pending
 		b.pending = nil
 		b.mu.Unlock()
@@ -135,6 +141,43 @@ func (b *Backend) Snapshot() (bpf.Snapshot, error) {
 	s.Time = b.now()
 	s.Lost = dropped
 	return s, nil
+}
+
+// Flush waits until every packet the kernel queued for the captures before
+// the call has been fed to the twin, so that a last snapshot holds the
+// traffic up to now, as the kernel backend's does. The kernel hands a ring
+// block over when it is full or when its block timer finds it open for a
+// whole period, so a packet may wait up to two block timeouts; without
+// Flush, the packets of the last 100 ms before a stop would be missing.
+// Flush gives up after that time and a margin, saying how many packets it
+// did not see read.
+func (b *Backend) Flush() error {
+	queued := make([]uint64, len(b.sources))
+	for i, src := range b.sources {
+		received, dropped, err := src.Stats()
+		if err != nil {
+			return fmt.Errorf("capture statistics of %s: %w", b.names[i], err)
+		}
+		queued[i] = received - min(received, dropped)
+	}
+	wait := 2*b.blockTimeout + 250*time.Millisecond
+	deadline := time.Now().Add(wait)
+	for {
+		b.mu.Lock()
+		var unread uint64
+		for i, q := range queued {
+			unread += q - min(q, b.fed[i])
+		}
+		stopped := b.readErr != nil
+		b.mu.Unlock()
+		switch {
+		case unread == 0 || stopped: // a stopped reader: Snapshot says why
+			return nil
+		case time.Now().After(deadline):
+			return fmt.Errorf("capture: %d packets the kernel queued were not read within %v: the last counts lack them", unread, wait)
+		}
+		time.Sleep(time.Millisecond)
+	}
 }
 
 // SetCatalog applies a new catalog to the twin and to every socket filter.

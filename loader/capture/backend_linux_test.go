@@ -8,6 +8,9 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"portwatch/bpf"
+	"portwatch/catalog"
 )
 
 // TestBackendLearnMayCallBack: a Learn callback may call the backend back,
@@ -61,5 +64,59 @@ func TestBackendLearnMayCallBack(t *testing.T) {
 	}
 	if err := b.Load().Close(); err != nil {
 		t.Error(err)
+	}
+}
+
+// TestBackendFlushCountsQueued sends datagrams and takes the last snapshot
+// at once, as observe does when it stops: with a block timeout of a second,
+// the ring has not handed them over yet, and Flush must wait until it has
+// and the twin has counted them all.
+func TestBackendFlushCountsQueued(t *testing.T) {
+	n := newTestNet(t)
+	cat := builtinCatalog(t)
+	const datagrams, syslogPort = 5, 514
+	syslog := cat.Lookup(catalog.UDP, syslogPort, 40000)
+	if syslog == nil {
+		t.Fatal("the built-in catalog has no syslog row on udp/514")
+	}
+	var be *Backend
+	n.inNS(t, n.nsA, func() {
+		var err error
+		be, err = StartBackend([]string{n.ifA}, BackendOptions{Catalog: cat, Twin: bpf.DefaultTwinConfig,
+			Live: LiveOptions{BlockTimeout: time.Second}})
+		if err != nil {
+			t.Error(err)
+		}
+	})
+	if be == nil {
+		t.FailNow()
+	}
+	defer be.Close()
+	// Unconnected, so that the port-unreachable answers (nothing listens)
+	// do not fail the later writes. inNS runs fn on a goroutine of its own:
+	// no t.Fatal there.
+	n.inNS(t, n.nsB, func() {
+		u, err := net.ListenUDP("udp4", nil)
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		defer u.Close()
+		for range datagrams {
+			if _, err := u.WriteTo([]byte("<14>last words"), &net.UDPAddr{IP: n.ipA, Port: syslogPort}); err != nil {
+				t.Error(err)
+				return
+			}
+		}
+	})
+	if err := be.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	s, err := be.Snapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := s.Services[syslog.ID].Requests; got != datagrams {
+		t.Errorf("syslog requests counted after Flush: %d, want %d", got, datagrams)
 	}
 }
