@@ -221,13 +221,8 @@ loop:
 			}
 		}
 	}
-	// The capture backend may still hold packets the kernel queued but
-	// did not hand over yet; the last window must count them, as the
-	// kernel backend's does.
-	if flusher, ok := be.(interface{ Flush() error }); ok {
-		if err := flusher.Flush(); err != nil {
-			e.errorf("%v", err)
-		}
+	if err := flush(be); err != nil {
+		e.errorf("%v", err)
 	}
 	window()
 	shutdown, cancel := context.WithTimeout(context.Background(), 2*time.Second)
@@ -247,6 +242,17 @@ loop:
 		status = exitFailure
 	}
 	return status
+}
+
+// flush lets a backend that holds packets not yet counted count them: the
+// capture backend's kernel ring hands them over up to two block timeouts
+// late. The last window and the observer's answers to probe must hold every
+// packet seen before them, as the kernel backend's do.
+func flush(be backend) error {
+	if f, ok := be.(interface{ Flush() error }); ok {
+		return f.Flush()
+	}
+	return nil
 }
 
 // errNoKernelBackend is why observe does not run where there is no Linux

@@ -35,6 +35,11 @@ func (a observerAPI) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, err.Error(), http.StatusBadRequest)
 		return
 	}
+	err = flush(a.be)
+	if err != nil {
+		http.Error(w, "reading the counters: "+err.Error(), http.StatusServiceUnavailable)
+		return
+	}
 	s, err := a.be.Snapshot()
 	if err != nil {
 		http.Error(w, "reading the counters: "+err.Error(), http.StatusServiceUnavailable)
