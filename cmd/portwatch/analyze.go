@@ -253,10 +253,10 @@ func (r *replay) packet(p *capture.Packet) {
 	if !ts.Before(r.windowEnd) {
 		r.closeWindow(r.windowEnd)
 		// A quiet gap longer than a window closes one window, not one per
-		// empty window: nothing changes while nothing is seen.
-		for !ts.Before(r.windowEnd) {
-			r.windowEnd = r.windowEnd.Add(r.window)
-		}
+		// empty window: nothing changes while nothing is seen. The next
+		// window ends on the grid of the first, found by arithmetic: a
+		// loop over a day's gap in windows of a nanosecond never ends.
+		r.windowEnd = ts.Add(r.window - ts.Sub(r.windowEnd)%r.window)
 	}
 	if r.tally != nil {
 		r.tally.Add(p)
