@@ -124,29 +124,29 @@ type Sink interface {
 // collector. After Close, Emitted = Delivered + Dropped.
 type Stats struct {
 	// Name is the spec's canonical form, Spec.String.
-	Name string
+	Name string `json:"name"`
 	// Emitted counts events given to Emit.
-	Emitted uint64
+	Emitted uint64 `json:"emitted"`
 	// Delivered counts events written whole to the file or socket. For
 	// UDP that means handed to the kernel: a datagram has no receipt.
-	Delivered uint64
+	Delivered uint64 `json:"delivered"`
 	// Dropped counts events discarded: queue full, sink closed, or still
 	// queued when Close ran out of time.
-	Dropped uint64
+	Dropped uint64 `json:"dropped"`
 	// Retries counts failed connects and writes after which the sink waited
 	// and tried again.
-	Retries uint64
+	Retries uint64 `json:"retries"`
 	// Queued is the number of events waiting now, the one being written
 	// included.
-	Queued int
+	Queued int `json:"queued"`
 	// QueueSize is the queue's capacity.
-	QueueSize int
+	QueueSize int `json:"queue_size"`
 	// Connected is true while the sink holds an open file or connection.
-	Connected bool
+	Connected bool `json:"connected"`
 	// LastError is the most recent failure, "" if none; LastErrorTime
 	// says when it happened.
-	LastError     string
-	LastErrorTime time.Time
+	LastError     string    `json:"last_error,omitempty"`
+	LastErrorTime time.Time `json:"last_error_time,omitzero"`
 }
 
 // encoder writes one event as one message, without framing.
@@ -362,13 +362,25 @@ func (s *sink) Close(ctx context.Context) error {
 		}
 	}
 	if stuck {
-		return fmt.Errorf("output %s: a write is blocked and was left behind; %d events not delivered: %w",
-			s.name, s.abandoned.Load()+1, ctx.Err())
+		return fmt.Errorf("output %s: a write is blocked and was left behind; %d events not delivered%s: %w",
+			s.name, s.abandoned.Load()+1, s.lastErrorClause(), ctx.Err())
 	}
 	if n := s.abandoned.Load(); n > 0 {
-		return fmt.Errorf("output %s: %d events not delivered in time: %w", s.name, n, ctx.Err())
+		return fmt.Errorf("output %s: %d events not delivered in time%s: %w", s.name, n, s.lastErrorClause(), ctx.Err())
 	}
 	return nil
+}
+
+// lastErrorClause says why the writer kept retrying ("" if it never
+// failed): a full disk or a refused connection is what the user must mend,
+// not the deadline that ended the wait.
+func (s *sink) lastErrorClause() string {
+	s.errMu.Lock()
+	defer s.errMu.Unlock()
+	if s.lastError == "" {
+		return ""
+	}
+	return " (last error: " + s.lastError + ")"
 }
 
 // abandon counts an event given up because Close ran out of time.

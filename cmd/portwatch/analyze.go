@@ -39,9 +39,11 @@ Link types: Ethernet, raw IPv4/IPv6, Linux SLL and SLL2 (tcpdump -i any), BSD
 loopback. Gzip-compressed files are read too. On AIX, where there is no eBPF:
   tcpdump -U -w - -i en0 | portwatch analyze -
 
-Exit status: 0 when the capture was read to its end, 3 when it was damaged
-(what was read before the damage is still analysed and reported), 2 for bad
-flags or catalog input, 1 when the capture cannot be opened.`,
+Exit status: 0 when the capture was read to its end and every verdict event
+reached every --output; 3 when the input is not a capture portwatch reads
+(empty, another format, an unsupported link type) or is damaged (what was
+read before the damage is still analysed and reported); 2 for bad flags or
+catalog input; 1 when the file cannot be opened or an --output lost events.`,
 		setup: setupAnalyze,
 	})
 }
@@ -170,7 +172,7 @@ func analyze(e *env, f analyzeFlags, name string) int {
 		readErr = r.file(src)
 	}
 	r.finish()
-	closeSinks(e, sinks)
+	delivered := closeSinks(e, sinks)
 
 	input := inputReport{Name: source, Packets: r.packets, First: r.first, Last: r.last}
 	status := exitOK
@@ -183,6 +185,9 @@ func analyze(e *env, f analyzeFlags, name string) int {
 		status = exitDamagedInput
 	default:
 		e.errorf("reading %s: %v", source, readErr)
+		status = exitFailure
+	}
+	if !delivered && status == exitOK {
 		status = exitFailure
 	}
 
@@ -218,12 +223,31 @@ func analyze(e *env, f analyzeFlags, name string) int {
 	return status
 }
 
-func closeSinks(e *env, sinks *export.Set) {
+// closeSinks closes the outputs, says which events they did not deliver
+// and why, and reports whether every event was delivered: a verdict a SIEM
+// never got fails the command, as a lost packet is never silent.
+func closeSinks(e *env, sinks *export.Set) (allDelivered bool) {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	if err := sinks.Close(ctx); err != nil {
-		e.errorf("output: %v", err)
+	err := sinks.Close(ctx)
+	if err != nil {
+		e.errorf("%v", err)
 	}
+	allDelivered = err == nil
+	for _, st := range sinks.Stats() {
+		if st.Dropped == 0 {
+			continue
+		}
+		allDelivered = false
+		if err == nil { // else Close said it
+			why := ""
+			if st.LastError != "" {
+				why = " (last error: " + st.LastError + ")"
+			}
+			e.errorf("output %s: %d of %d events dropped%s", st.Name, st.Dropped, st.Emitted, why)
+		}
+	}
+	return allDelivered
 }
 
 // replay runs captured packets through the twin, closing a window whenever

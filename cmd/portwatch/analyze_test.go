@@ -195,6 +195,28 @@ func TestAnalyzeTinyWindowLongGap(t *testing.T) {
 	}
 }
 
+// TestAnalyzeUndeliveredEventsFail: an --output that cannot take the
+// events (a full disk) fails the command, and the message says why.
+func TestAnalyzeUndeliveredEventsFail(t *testing.T) {
+	if _, err := os.Stat("/dev/full"); err != nil {
+		t.Skip("no /dev/full here")
+	}
+	var b bytes.Buffer
+	writePcap(t, &b, blockedStatusFrames(), time.Unix(1700000000, 0), time.Second)
+	file := filepath.Join(t.TempDir(), "blocked.pcap")
+	if err := os.WriteFile(file, b.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var out, errOut bytes.Buffer
+	code := run([]string{"analyze", "-q", "--output", "jsonl:/dev/full", file}, &env{stdout: &out, stderr: &errOut})
+	if code != exitFailure {
+		t.Errorf("exit %d, want %d", code, exitFailure)
+	}
+	if !strings.Contains(errOut.String(), "no space left on device") {
+		t.Errorf("stderr does not say why the events were lost:\n%s", errOut.String())
+	}
+}
+
 // lineWatcher is a stdout that hands each complete line to a channel.
 type lineWatcher struct {
 	mu    sync.Mutex

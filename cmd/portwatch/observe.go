@@ -46,7 +46,12 @@ prints the summary of every required service.
 Backends: xdp needs root (CAP_BPF and CAP_NET_ADMIN); capture reads the
 interfaces with AF_PACKET sockets (CAP_NET_RAW) and runs the same logic in
 Go; auto, the default, tries xdp and falls back to capture, saying so. The
-observer never changes traffic: every packet is passed on.`,
+observer never changes traffic: every packet is passed on.
+
+Exit status: 0 after SIGINT, SIGTERM or --duration with every verdict event
+delivered to every --output; 2 for bad flags or catalog input (nothing was
+attached); 1 when the backend could not start (no such interface, missing
+privileges, another XDP program attached) or an --output lost events.`,
 		setup: setupObserve,
 	})
 }
@@ -235,7 +240,9 @@ loop:
 		e.errorf("detaching: %v", err)
 		status = exitFailure
 	}
-	closeSinks(e, sinks)
+	if !closeSinks(e, sinks) {
+		status = exitFailure
+	}
 	fmt.Fprintln(e.stdout)
 	if err := export.WriteSummary(e.stdout, v.classifier.Summary()); err != nil {
 		e.errorf("%v", err)

@@ -47,7 +47,8 @@ firewall without its conntrack helper).
 
 The exit status is 0 when every required row of the profile is open (rows
 with no request to test them, marked untestable, do not count), 1 when one
-is not or a target could not be probed, 2 for bad flags or input. Every
+is not, a target could not be probed or an --output lost events, 2 for bad
+flags or input. Every
 packet goes to a target (or, for DHCP, to the broadcast address or the
 --dhcp-unicast relay); docs/probe.md says what each probe sends, byte by
 byte. A broadcast DISCOVER needs CAP_NET_RAW; everything else runs
@@ -224,7 +225,7 @@ func runProbe(ctx context.Context, e *env, f probeFlags, cfg probe.Config, targe
 			sinks.Emit(ev)
 		}
 	}
-	closeSinks(e, sinks)
+	delivered := closeSinks(e, sinks)
 
 	sum := summarize(rep)
 	sum.InputSkipped = skipped
@@ -238,7 +239,7 @@ func runProbe(ctx context.Context, e *env, f probeFlags, cfg probe.Config, targe
 		e.errorf("probe: %v", err)
 		return exitFailure
 	}
-	if !sum.Passed {
+	if !sum.Passed || !delivered {
 		return exitFailure
 	}
 	return exitOK
