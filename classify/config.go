@@ -14,7 +14,11 @@ import (
 
 // Defaults of the verdict thresholds (DESIGN.md, "Semantics of a verdict").
 const (
-	DefaultWindow      = 10 * time.Second
+	DefaultWindow = 10 * time.Second
+	// MinWindow is the shortest --window: a live observer drains its
+	// tables (up to tens of milliseconds) and judges every counter each
+	// window, and a verdict needs retries seconds apart anyway.
+	MinWindow          = 100 * time.Millisecond
 	DefaultMinAttempts = 3
 	DefaultMinSpan     = 3 * time.Second
 	// DefaultAffectedCap is how many blocked (client, server) pairs the
@@ -115,8 +119,11 @@ func (f *Flags) Register(fs *pflag.FlagSet) {
 // Validate reports settings that cannot work, naming the flag.
 func (f *Flags) Validate() error {
 	var errs []error
-	if f.Window <= 0 {
+	switch {
+	case f.Window <= 0:
 		errs = append(errs, fmt.Errorf("--window %s: must be positive (the default is %s)", f.Window, DefaultWindow))
+	case f.Window < MinWindow:
+		errs = append(errs, fmt.Errorf("--window %s: must be at least %s: every window drains and judges every counter (the default is %s)", f.Window, MinWindow, DefaultWindow))
 	}
 	if f.MinAttempts < 1 {
 		errs = append(errs, fmt.Errorf("--min-attempts %d: must be at least 1 (the default is %d)", f.MinAttempts, DefaultMinAttempts))

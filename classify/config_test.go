@@ -40,6 +40,7 @@ func TestFlags(t *testing.T) {
 		},
 		{name: "zero window", args: []string{"--window", "0s"}, wantErr: "--window 0s: must be positive"},
 		{name: "negative window", args: []string{"--window", "-1s"}, wantErr: "--window -1s: must be positive"},
+		{name: "window too short", args: []string{"--window", "1ns"}, wantErr: "--window 1ns: must be at least 100ms"},
 		{name: "zero attempts", args: []string{"--min-attempts", "0"}, wantErr: "--min-attempts 0: must be at least 1"},
 		{name: "zero span", args: []string{"--min-span", "0s"}, wantErr: "--min-span 0s: must be positive"},
 		{name: "bare address", args: []string{"--mgmt-net", "10.0.0.0"}, wantErr: "10.0.0.0 has no prefix length: write 10.0.0.0/32 for this one host"},
