@@ -105,6 +105,10 @@ func setupObserve(fs *pflag.FlagSet) func(*env, []string) int {
 			e.errorf("observe: no interface: give one with -i IFACE (see 'ip link')")
 			return exitUsage
 		}
+		if f.duration < 0 {
+			e.errorf("--duration %s: want a positive duration, or none to run until interrupted", f.duration)
+			return exitUsage
+		}
 		switch f.backend {
 		case "auto", "xdp", "capture":
 		default:
@@ -149,9 +153,26 @@ func observe(ctx context.Context, e *env, f observeFlags) int {
 		v.learn(src, dst, sport, dport, payload, time.Now())
 	}
 
+	// Listen before attaching: a mistyped or busy address is then told
+	// before anything touches the interfaces.
+	var ln net.Listener
+	if f.listen != "" {
+		if ln, err = net.Listen("tcp", f.listen); err != nil {
+			e.errorf("--web.listen-address %s: %v", f.listen, err)
+			closeSinks(e, sinks)
+			return exitFailure
+		}
+	}
+	closeListener := func() {
+		if ln != nil {
+			ln.Close()
+		}
+	}
+
 	be, name, mode, err := openBackend(ctx, e, f, cat, learn)
 	if err != nil {
 		e.errorf("%v", err)
+		closeListener()
 		closeSinks(e, sinks)
 		var usage *usageError
 		if errors.As(err, &usage) {
@@ -166,15 +187,17 @@ func observe(ctx context.Context, e *env, f observeFlags) int {
 	}
 	if err != nil {
 		e.errorf("%v", err)
+		closeListener()
 		be.Close()
 		closeSinks(e, sinks)
 		return exitUsage
 	}
 	v.onCatalog = append(v.onCatalog, be.SetCatalog)
 
-	srv, err := serveWeb(f, be, v)
+	srv, err := serveWeb(ln, f, be, v)
 	if err != nil {
 		e.errorf("%v", err)
+		closeListener()
 		be.Close()
 		closeSinks(e, sinks)
 		return exitFailure
@@ -307,8 +330,10 @@ func (c *captureBackend) Attachments() []export.Attachment {
 
 func (c *captureBackend) MapStats() []export.MapStat { return nil }
 
-func serveWeb(f observeFlags, be backend, v *verdicts) (*http.Server, error) {
-	if f.listen == "" {
+// serveWeb serves /metrics, the observer's endpoint for probe and the
+// health check on ln (none when ln is nil).
+func serveWeb(ln net.Listener, f observeFlags, be backend, v *verdicts) (*http.Server, error) {
+	if ln == nil {
 		return nil, nil
 	}
 	collector := export.NewCollector(export.MetricsSources{
@@ -335,10 +360,6 @@ func serveWeb(f observeFlags, be backend, v *verdicts) (*http.Server, error) {
 			fmt.Fprintf(w, "%s %s %s\n", a.Interface, a.Mode, a.Egress)
 		}
 	})
-	ln, err := net.Listen("tcp", f.listen)
-	if err != nil {
-		return nil, fmt.Errorf("--web.listen-address %s: %w", f.listen, err)
-	}
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	go srv.Serve(ln)
 	return srv, nil

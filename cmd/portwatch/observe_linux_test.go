@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"math/rand/v2"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -245,5 +246,40 @@ func TestObserveAutoFallsBack(t *testing.T) {
 		if err := cmd.Wait(); err != nil {
 			t.Errorf("observe: %v", err)
 		}
+	}
+}
+
+// TestObserveUsage: bad flags and arguments are refused before anything is
+// attached, with exit status 2 and a message naming the flag.
+func TestObserveUsage(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"observe"}, "no interface: give one with -i IFACE"},
+		{[]string{"observe", "eth0"}, `unexpected argument "eth0" (interfaces go with -i)`},
+		{[]string{"observe", "-i", "nosuchif0", "--backend", "ebpf"}, `--backend "ebpf": want auto, xdp or capture`},
+		{[]string{"observe", "-i", "nosuchif0", "--duration", "-5s"}, "--duration -5s: want a positive duration"},
+		{[]string{"observe", "-i", "nosuchif0", "--window", "1ns"}, "--window 1ns: must be at least 100ms"},
+	} {
+		code, _, stderr := portwatch(t, "", tc.args...)
+		if code != exitUsage || !strings.Contains(stderr, tc.want) {
+			t.Errorf("%v: exit %d, %q, want %d and %q", tc.args, code, stderr, exitUsage, tc.want)
+		}
+	}
+}
+
+// TestObserveListenBeforeAttach: a busy --web.listen-address is reported
+// before the interfaces are touched (here the interface does not exist,
+// and the listen error must come first).
+func TestObserveListenBeforeAttach(t *testing.T) {
+	busy, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer busy.Close()
+	code, _, stderr := portwatch(t, "", "observe", "-i", "nosuchif0", "--web.listen-address", busy.Addr().String())
+	if code != exitFailure || !strings.Contains(stderr, "--web.listen-address "+busy.Addr().String()) || strings.Contains(stderr, "nosuchif0") {
+		t.Errorf("exit %d, %q: want %d and the listen address's error alone", code, stderr, exitFailure)
 	}
 }

@@ -133,6 +133,8 @@ func probeConfig(e *env, f probeFlags, args []string) (probe.Config, []probe.Tar
 	switch {
 	case f.timeout <= 0:
 		return fail("--timeout %s: want a positive duration", f.timeout)
+	case f.settle <= 0:
+		return fail("--observer-settle %s: want a positive duration", f.settle)
 	case f.retries < 0:
 		return fail("--retries %d: want 0 or more", f.retries)
 	case f.concurrency <= 0:
