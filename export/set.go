@@ -14,6 +14,18 @@ import (
 // and flag.Value.
 type SpecList []Spec
 
+// ToStdout returns the first spec that writes to standard output, if any:
+// a command whose report also goes there (--format json) must refuse it,
+// or the two would interleave.
+func (l SpecList) ToStdout() (Spec, bool) {
+	for _, s := range l {
+		if s.Transport == TransportStdout {
+			return s, true
+		}
+	}
+	return Spec{}, false
+}
+
 // Set parses and appends one spec.
 func (l *SpecList) Set(value string) error {
 	spec, err := ParseSpec(value)

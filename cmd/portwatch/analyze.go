@@ -107,6 +107,10 @@ func analyze(e *env, f analyzeFlags, name string) int {
 		e.errorf("--format %q: want table or json", f.format)
 		return exitUsage
 	}
+	if err := jsonReportAlone(f.format, f.outputs); err != nil {
+		e.errorf("%v", err)
+		return exitUsage
+	}
 	cat, err := f.catalog.Load()
 	if err != nil {
 		e.errorf("%v", err)
@@ -221,6 +225,18 @@ func analyze(e *env, f analyzeFlags, name string) int {
 		return exitFailure
 	}
 	return status
+}
+
+// jsonReportAlone refuses an --output to stdout beside --format json: the
+// events would interleave with the JSON document.
+func jsonReportAlone(format string, outputs export.SpecList) error {
+	if format != "json" {
+		return nil
+	}
+	if s, ok := outputs.ToStdout(); ok {
+		return fmt.Errorf("--output %s writes to stdout, where --format json writes its document: give it a file (%s:PATH)", s.Raw, s.Format)
+	}
+	return nil
 }
 
 // closeSinks closes the outputs, says which events they did not deliver

@@ -281,6 +281,11 @@ func TestAnalyzeUsage(t *testing.T) {
 			t.Errorf("%v: exit %d, stderr %q", args, code, errOut)
 		}
 	}
+	// Events on stdout would interleave with the JSON document.
+	code, out, errOut := portwatch(t, "", "analyze", "--format", "json", "--output", "jsonl", "x")
+	if code != exitUsage || out != "" || !strings.Contains(errOut, "--output jsonl writes to stdout") {
+		t.Errorf("--format json --output jsonl: exit %d, stdout %q, stderr %q", code, out, errOut)
+	}
 }
 
 // TestPortTallyMatchesTcpdump compares analyze's port tally with tcpdump's

@@ -144,6 +144,9 @@ func probeConfig(e *env, f probeFlags, args []string) (probe.Config, []probe.Tar
 	case f.format != "table" && f.format != "json":
 		return fail("--format %q: want table or json", f.format)
 	}
+	if err := jsonReportAlone(f.format, f.outputs); err != nil {
+		return fail("%v", err)
+	}
 	if _, _, err := probe.Plan(cat, cfg.Role, cfg.Services); err != nil {
 		return fail("--role/--service: %v", err)
 	}
