@@ -14,7 +14,7 @@ import (
 )
 
 // Classifier turns successive snapshots into verdict events. It implements
-// DESIGN.md, "Semantics of a verdict", as follows.
+// the verdicts of docs/events.md ("Verdicts and reasons") as follows.
 //
 // Windows and deltas. Update takes one snapshot per window and works on the
 // difference from the previous one, per exchange. An exchange missing from

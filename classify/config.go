@@ -12,7 +12,7 @@ import (
 	"portwatch/catalog"
 )
 
-// Defaults of the verdict thresholds (DESIGN.md, "Semantics of a verdict").
+// Defaults of the verdict thresholds (docs/events.md, "Verdicts and reasons").
 const (
 	DefaultWindow = 10 * time.Second
 	// MinWindow is the shortest --window: a live observer drains its

@@ -11,7 +11,7 @@ import (
 // Verdict is the kind of an event.
 type Verdict string
 
-// The verdicts of DESIGN.md, "Semantics of a verdict".
+// The verdicts (docs/events.md, "Verdicts and reasons").
 const (
 	// RequiredPortBlocked: a service the active profile requires got no
 	// answer, a reset or an ICMP error.

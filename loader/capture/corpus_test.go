@@ -78,7 +78,7 @@ func fileLinkTypes(data []byte) []uint32 {
 // packets as pcapgo (up to the first damage, which must be an InputError),
 // and a file of another link type gives the clear error.
 func TestSharedCaptures(t *testing.T) {
-	dir := sharedPcaps(t)
+	dir := tcpdumpTestCaptures(t)
 	entries, err := os.ReadDir(dir)
 	if err != nil {
 		t.Fatal(err)

@@ -73,7 +73,7 @@ func TestFuzzSeedCorpus(t *testing.T) {
 	if !*updateSeeds {
 		entries, err := os.ReadDir(corpus)
 		if err != nil || len(entries) < 20 {
-			t.Fatalf("seed corpus %s has %d files (%v); run go test -run TestFuzzSeedCorpus -update", corpus, len(entries), err)
+			t.Fatalf("seed corpus %s has %d files (%v); run go test -run TestFuzzSeedCorpus -update with PORTWATCH_TCPDUMP_TESTS set", corpus, len(entries), err)
 		}
 		return
 	}
@@ -94,7 +94,7 @@ func TestFuzzSeedCorpus(t *testing.T) {
 		epb(1, 1<<20, uint32(len(ip4)+20), uint32(len(ip4)+20), append(sll2Header(EtherTypeIPv4), ip4...)).
 		epb(2, 5, uint32(len(ip4)), uint32(len(ip4)), ip4).
 		section(le).iface(linktypeLoop, 0).spb(uint32(len(ip4)+4), append([]byte{2, 0, 0, 0}, ip4...)).b
-	dir := sharedPcaps(t)
+	dir := tcpdumpTestCaptures(t)
 	entries, err := os.ReadDir(dir)
 	if err != nil {
 		t.Fatal(err)

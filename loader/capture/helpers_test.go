@@ -4,7 +4,6 @@ import (
 	"errors"
 	"io"
 	"os"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -12,29 +11,19 @@ import (
 	"github.com/gopacket/gopacket/layers"
 )
 
-// sharedPcaps returns the directory of the shared tcpdump test captures
-// (../shared/pcaps/tcpdump-tests beside the repository), or skips.
-func sharedPcaps(t testing.TB) string {
+// tcpdumpTestCaptures returns the directory that PORTWATCH_TCPDUMP_TESTS
+// names, of tcpdump's own test captures (its source tree's tests/), or
+// skips: they are not part of portwatch, and the seed corpus keeps a few.
+func tcpdumpTestCaptures(t testing.TB) string {
 	t.Helper()
-	dir, err := os.Getwd()
-	if err != nil {
-		t.Fatal(err)
+	dir := os.Getenv("PORTWATCH_TCPDUMP_TESTS")
+	if dir == "" {
+		t.Skip("PORTWATCH_TCPDUMP_TESTS is not set (a directory of tcpdump's test captures)")
 	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			break
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			t.Skip("no go.mod above the test directory")
-		}
-		dir = parent
+	if _, err := os.Stat(dir); err != nil {
+		t.Fatalf("PORTWATCH_TCPDUMP_TESTS: %v", err)
 	}
-	pcaps := filepath.Join(dir, "..", "shared", "pcaps", "tcpdump-tests")
-	if _, err := os.Stat(pcaps); err != nil {
-		t.Skipf("shared captures absent (%v)", err)
-	}
-	return pcaps
+	return dir
 }
 
 // readPacket is a Packet with its data copied, for comparisons.
