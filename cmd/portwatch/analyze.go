@@ -32,8 +32,9 @@ analyze runs the same packet logic as the kernel program (its Go twin) over a
 pcap or pcapng capture, in capture time: windows follow the packets'
 timestamps, so a capture gives the verdicts the live traffic would have.
 Verdict events are printed as they happen (and sent to every --output), then a
-summary of every required service: ok, blocked (with the reason and the
-affected clients and servers) or not seen.
+summary of every required service and every row seen: ok, blocked (with the
+reason and the affected clients and servers), unconfirmed (traffic, but
+neither an answer nor a block), not-seen or never-on-wire.
 
 Link types: Ethernet, raw IPv4/IPv6, Linux SLL and SLL2 (tcpdump -i any), BSD
 loopback. Gzip-compressed files are read too. On AIX, where there is no eBPF:
