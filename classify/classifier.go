@@ -255,6 +255,18 @@ func (c *Classifier) bindCatalog(cat *catalog.Catalog) (dropped bool) {
 	return dropped
 }
 
+// Began tells when observation began (observe: the attach; analyze: the
+// first packet), which the summary's window starts at unless an exchange
+// was seen earlier. Without it the window starts at the first snapshot,
+// one window late.
+func (c *Classifier) Began(t time.Time) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !t.IsZero() && (c.start.IsZero() || t.Before(c.start)) {
+		c.start = t
+	}
+}
+
 // Update judges one window: s is the snapshot taken at the window's end.
 // It returns the window's events in a stable order: capture_one_sided
 // first, then exchange verdicts by service, server and client, then

@@ -85,9 +85,11 @@ func writeSummaryHeader(b *strings.Builder, s classify.Summary) {
 	}
 	b.WriteString("\n")
 	if !s.Start.IsZero() {
-		b.WriteString("window: " + s.Start.Format("2006-01-02 15:04:05 MST"))
+		// UTC throughout, as the event lines: times from a capture and
+		// from the local clock must not mix zones in one report.
+		b.WriteString("window: " + s.Start.UTC().Format("2006-01-02 15:04:05 MST"))
 		if !s.End.IsZero() {
-			b.WriteString(" to " + s.End.Format("2006-01-02 15:04:05 MST"))
+			b.WriteString(" to " + s.End.UTC().Format("2006-01-02 15:04:05 MST"))
 			b.WriteString(" (" + s.End.Sub(s.Start).Round(time.Second).String() + ")")
 		}
 		b.WriteString("\n")
@@ -200,7 +202,7 @@ func tableTime(t time.Time) string {
 	if t.IsZero() {
 		return "-"
 	}
-	return t.Format("15:04:05")
+	return t.UTC().Format("15:04:05")
 }
 
 // cell makes a value safe for a terminal table: a tab or newline would

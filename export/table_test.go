@@ -1,6 +1,7 @@
 package export
 
 import (
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -108,6 +109,30 @@ func TestWriteSummaryIsStable(t *testing.T) {
 	}
 	if first.String() != second.String() {
 		t.Errorf("reversed input gives another table:\n%s\n%s", first.String(), second.String())
+	}
+}
+
+// TestWriteSummaryInUTC: times in other zones (the local clock's, beside a
+// capture's UTC) are all printed in UTC, so that one report has one zone.
+func TestWriteSummaryInUTC(t *testing.T) {
+	zoned := func(s classify.Summary, loc *time.Location) classify.Summary {
+		s.Start, s.End = s.Start.In(loc), s.End.In(loc)
+		s.Unexpected = slices.Clone(s.Unexpected)
+		for i := range s.Unexpected {
+			s.Unexpected[i].First = s.Unexpected[i].First.In(loc)
+			s.Unexpected[i].Last = s.Unexpected[i].Last.In(loc)
+		}
+		return s
+	}
+	var utc, other strings.Builder
+	if err := WriteSummary(&utc, fixtureSummary()); err != nil {
+		t.Fatal(err)
+	}
+	if err := WriteSummary(&other, zoned(fixtureSummary(), time.FixedZone("EST", -5*3600))); err != nil {
+		t.Fatal(err)
+	}
+	if utc.String() != other.String() {
+		t.Errorf("a summary in another zone prints otherwise:\n%s\n%s", utc.String(), other.String())
 	}
 }
 

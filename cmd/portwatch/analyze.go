@@ -196,6 +196,7 @@ func analyze(e *env, f analyzeFlags, name string) int {
 		status = exitFailure
 	}
 
+	classifier.Began(r.first)
 	summary := classifier.Summary()
 	if f.format == "json" {
 		rep := analyzeReport{

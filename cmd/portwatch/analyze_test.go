@@ -216,6 +216,26 @@ func TestAnalyzeUndeliveredEventsFail(t *testing.T) {
 	}
 }
 
+// TestAnalyzeSummarySpansCapture: the summary's window starts at the first
+// packet (an ARP here, no exchange) and ends at the last, not one window
+// after the start.
+func TestAnalyzeSummarySpansCapture(t *testing.T) {
+	start := time.Unix(1700000000, 0)
+	var b bytes.Buffer
+	writePcap(t, &b, append([][]byte{packets.ARP()}, blockedStatusFrames()...), start, time.Second)
+	file := filepath.Join(t.TempDir(), "span.pcap")
+	if err := os.WriteFile(file, b.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	rep, code, errOut := analyzeJSON(t, "--window", "2s", file)
+	if code != exitOK {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	if !rep.Summary.Start.Equal(rep.Input.First) || !rep.Summary.End.Equal(rep.Input.Last) {
+		t.Errorf("summary window %v to %v, capture %v to %v", rep.Summary.Start, rep.Summary.End, rep.Input.First, rep.Input.Last)
+	}
+}
+
 // lineWatcher is a stdout that hands each complete line to a channel.
 type lineWatcher struct {
 	mu    sync.Mutex

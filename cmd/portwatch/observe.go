@@ -185,6 +185,9 @@ func observe(ctx context.Context, e *env, f observeFlags) int {
 	if err == nil {
 		v.classifier, err = classify.New(cfg)
 	}
+	if err == nil {
+		v.classifier.Began(time.Now())
+	}
 	if err != nil {
 		e.errorf("%v", err)
 		closeListener()
