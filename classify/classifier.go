@@ -148,6 +148,9 @@ type serviceState struct {
 	confirmed  int // ... answered in some window
 
 	blocked [numReasons]int // exchanges blocked now, by reason
+	// returnBlocked counts those of them the server answered, the answer
+	// lost on its way back.
+	returnBlocked int
 }
 
 func (s *serviceState) blockedNow() int {
@@ -530,6 +533,7 @@ func (c *Classifier) block(x *exchange, svc *serviceState, r reasonCode, returnP
 	x.flags &^= flagReturnPath
 	if returnPath {
 		x.flags |= flagReturnPath
+		svc.returnBlocked++
 	}
 	if svc.alarm {
 		x.flags |= flagAnnounced
@@ -541,6 +545,9 @@ func (c *Classifier) block(x *exchange, svc *serviceState, r reasonCode, returnP
 func (c *Classifier) clear(x *exchange, svc *serviceState) {
 	was := x.reason
 	svc.blocked[was]--
+	if x.has(flagReturnPath) {
+		svc.returnBlocked--
+	}
 	x.reason = reasonNone
 	if x.has(flagAnnounced) {
 		c.verdicts = append(c.verdicts, exchangeVerdict{key: x.key, x: x, verdict: Cleared, reason: was})

@@ -115,8 +115,14 @@ type ServiceSummary struct {
 	Status    string       `json:"status"` // catalog.Status: required, optional, not-in-profile, obsolete
 	State     ServiceState `json:"state"`
 	Reason    Reason       `json:"reason,omitempty"`
-	Requests  uint64       `json:"requests"`
-	Replies   uint64       `json:"replies"`
+	// ReturnPath: every blocked exchange of the row was answered by its
+	// server, and the answers never reached the client (TFTP through a
+	// firewall without its helper).
+	ReturnPath bool `json:"return_path,omitempty"`
+	// Requests and Replies count packets toward the service port and
+	// from it, answers or not (a reset is a packet from the port).
+	Requests uint64 `json:"requests"`
+	Replies  uint64 `json:"replies"`
 	// Affected lists blocked (client, server) pairs, at most a cap;
 	// MoreAffected counts the rest.
 	Affected     []Pair `json:"affected,omitempty"`

@@ -110,6 +110,7 @@ func (c *Classifier) Summary() Summary {
 		case s.blockedNow() > 0:
 			line.State = StateBlocked
 			line.Reason = reasonNames[s.strongest()]
+			line.ReturnPath = s.returnBlocked == s.blockedNow()
 			affected := pairs[e.ID]
 			for i, k := range affected {
 				if i == c.cfg.AffectedCap {

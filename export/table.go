@@ -33,7 +33,9 @@ func WriteSummary(w io.Writer, s classify.Summary) error {
 	writeSummaryHeader(&b, s)
 
 	tw := tabwriter.NewWriter(&b, 0, 0, 2, ' ', 0)
-	fmt.Fprintln(tw, "SERVICE\tPORT\tPROTO\tREQUIRED\tREQUESTS\tREPLIES\tSTATE")
+	// Packets toward the service port and from it: a reset or an answer
+	// that never reached the client is a packet from the port too.
+	fmt.Fprintln(tw, "SERVICE\tPORT\tPROTO\tREQUIRED\tTO-PORT\tFROM-PORT\tSTATE")
 	services := slices.Clone(s.Services)
 	slices.SortStableFunc(services, compareServices)
 	for _, svc := range services {
@@ -160,7 +162,10 @@ func requiredCell(svc classify.ServiceSummary) string {
 
 func stateCell(svc classify.ServiceSummary) string {
 	state := cell(string(svc.State))
-	if svc.Reason != "" {
+	switch {
+	case svc.Reason != "" && svc.ReturnPath:
+		state += " (" + cell(string(svc.Reason)) + ", return path)"
+	case svc.Reason != "":
 		state += " (" + cell(string(svc.Reason)) + ")"
 	}
 	if len(svc.Affected) == 0 && svc.MoreAffected == 0 {

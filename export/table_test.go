@@ -30,7 +30,7 @@ func fixtureSummary() classify.Summary {
 			{Service: "xcatdport", ServiceID: 1, Proto: "tcp", Port: "3001", Required: true, Status: "required",
 				State: classify.StateOK, Requests: 120, Replies: 120},
 			{Service: "tftp-udp", ServiceID: 18, Proto: "udp", Port: "69", Required: true, Status: "required",
-				State: classify.StateBlocked, Reason: classify.ReasonNoReply, Requests: 300,
+				State: classify.StateBlocked, Reason: classify.ReasonNoReply, ReturnPath: true, Requests: 300, Replies: 290,
 				Affected: pairs(5, "10.1.0.1"), MoreAffected: 12},
 			{Service: "xcatiport", ServiceID: 3, Proto: "tcp", Port: "3002", Required: true, Status: "required",
 				State: classify.StateBlocked, Reason: classify.ReasonICMPAdminProhibited, Requests: 3,

@@ -269,8 +269,8 @@ func readEvents(path string) ([]classify.Event, error) {
 // summaryStates reads the required services' states from the summary
 // table observe prints when it stops:
 //
-//	SERVICE    PORT  PROTO  REQUIRED  REQUESTS  REPLIES  STATE
-//	tftp-udp   69    udp    yes       10        0        blocked (no-reply): 10.77.1.11->10.77.0.10, ...
+//	SERVICE    PORT  PROTO  REQUIRED  TO-PORT  FROM-PORT  STATE
+//	tftp-udp   69    udp    yes       10       0          blocked (no-reply): 10.77.1.11->10.77.0.10, ...
 func summaryStates(out string) (map[string]serviceState, error) {
 	states := map[string]serviceState{}
 	inTable := false
@@ -286,7 +286,7 @@ func summaryStates(out string) (map[string]serviceState, error) {
 		case f[3] == "yes":
 			s := serviceState{state: classify.ServiceState(f[6])}
 			if s.state == classify.StateBlocked && len(f) > 7 {
-				s.reason = classify.Reason(strings.Trim(f[7], "():"))
+				s.reason = classify.Reason(strings.Trim(f[7], "():,"))
 			}
 			states[f[0]+"/"+f[2]] = s
 		}
