@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 	"unicode/utf8"
 
 	"github.com/leodido/go-syslog/v4/rfc5424"
@@ -702,5 +703,39 @@ func TestTimeOutsideRFC3339(t *testing.T) {
 				t.Errorf("%s writes the absurd time: %s", f.file, line)
 			}
 		}
+	}
+}
+
+// TestTimesInAnyZone: every format writes an event's times in UTC whatever
+// zone they come in, and a time whose UTC year RFC 3339 cannot write (or
+// before the epoch, negative in CEF) is left out instead of breaking the
+// line or turning the year into 10000.
+func TestTimesInAnyZone(t *testing.T) {
+	inZone := func(ev classify.Event, loc *time.Location) classify.Event {
+		ev.Time, ev.FirstSeen, ev.LastSeen = ev.Time.In(loc), ev.FirstSeen.In(loc), ev.LastSeen.In(loc)
+		return ev
+	}
+	absurd := func(ev classify.Event, at time.Time) classify.Event {
+		ev.Time, ev.FirstSeen, ev.LastSeen = at, at, at
+		return ev
+	}
+	base := fixtureEvents()[0]
+	lateNight := time.Date(9999, 12, 31, 23, 0, 0, 0, time.FixedZone("UTC-5", -5*3600)) // 10000 in UTC
+	early := time.Date(1, 1, 1, 3, 0, 0, 0, time.FixedZone("UTC+5", 5*3600))            // year 0 in UTC
+	for _, tc := range goldenFormats {
+		t.Run(tc.file, func(t *testing.T) {
+			utc := encodeAll(t, tc.spec, []classify.Event{base})
+			zoned := encodeAll(t, tc.spec, []classify.Event{inZone(base, time.FixedZone("CEST", 2*3600))})
+			if !bytes.Equal(utc, zoned) {
+				t.Errorf("an event in +02:00 encodes otherwise than in UTC:\n%s%s", utc, zoned)
+			}
+			for _, at := range []time.Time{lateNight, early} {
+				out := encodeAll(t, tc.spec, []classify.Event{absurd(base, at)})
+				if len(bytes.TrimSpace(out)) == 0 || bytes.Contains(out, []byte("10000-")) || bytes.Contains(out, []byte("rt=-")) ||
+					bytes.Contains(out, []byte("0000-12-31")) {
+					t.Errorf("time %v: %s", at, out)
+				}
+			}
+		})
 	}
 }

@@ -26,13 +26,11 @@ func newJSONEncoder() *jsonEncoder {
 
 func (e *jsonEncoder) encode(dst []byte, ev *classify.Event) []byte {
 	e.buf.Reset()
-	// An Event holds strings, numbers, booleans and times: nothing that
-	// can fail to marshal except a time outside years 0-9999.
-	if err := e.enc.Encode(ev); err != nil {
-		fallback := *ev
-		fallback.Time, fallback.FirstSeen, fallback.LastSeen = clampYear(ev.Time), clampYear(ev.FirstSeen), clampYear(ev.LastSeen)
-		e.buf.Reset()
-		_ = e.enc.Encode(&fallback)
-	}
+	// Times in UTC, as every other format writes them (a live observer's
+	// are in the local zone), and absurd ones left out as they are there.
+	// Then nothing in an Event can fail to marshal.
+	utc := *ev
+	utc.Time, utc.FirstSeen, utc.LastSeen = clampYear(ev.Time), clampYear(ev.FirstSeen), clampYear(ev.LastSeen)
+	_ = e.enc.Encode(&utc)
 	return append(dst, bytes.TrimSuffix(e.buf.Bytes(), []byte("\n"))...)
 }

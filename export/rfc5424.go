@@ -27,15 +27,19 @@ const (
 // syslogHeader writes "<PRI>1 TIMESTAMP HOSTNAME APP-NAME PROCID MSGID ".
 type syslogHeader struct {
 	facility int
+	// timeLayout is TIMESTAMP's: microseconds, or milliseconds before a
+	// LEEF or CEF line, as QRadar's LEEF guide asks of a syslog header.
+	timeLayout string
 	// hostname, when set, is every message's HOSTNAME; otherwise the
 	// event's observer host, and fallbackHost when that is empty too.
 	hostname, fallbackHost string
 	appName, procID        string
 }
 
-func newSyslogHeader(facility int, opts Options) syslogHeader {
+func newSyslogHeader(facility int, timeLayout string, opts Options) syslogHeader {
 	return syslogHeader{
 		facility:     facility,
+		timeLayout:   timeLayout,
 		hostname:     opts.Hostname,
 		fallbackHost: opts.fallbackHost,
 		appName:      printASCII(opts.AppName, maxAppName),
@@ -44,8 +48,11 @@ func newSyslogHeader(facility int, opts Options) syslogHeader {
 }
 
 // rfc5424Time is TIMESTAMP: UTC, microseconds (TIME-SECFRAC allows six
-// digits at most).
-const rfc5424Time = "2006-01-02T15:04:05.000000Z07:00"
+// digits at most). rfc5424TimeMillis is the same to the millisecond.
+const (
+	rfc5424Time       = "2006-01-02T15:04:05.000000Z07:00"
+	rfc5424TimeMillis = "2006-01-02T15:04:05.000Z07:00"
+)
 
 func (h *syslogHeader) append(dst []byte, ev *classify.Event) []byte {
 	pri := h.facility*8 + SeverityOf(ev.Verdict).Syslog
@@ -55,7 +62,7 @@ func (h *syslogHeader) append(dst []byte, ev *classify.Event) []byte {
 	if t := clampYear(ev.Time); t.IsZero() {
 		dst = append(dst, '-')
 	} else {
-		dst = t.UTC().AppendFormat(dst, rfc5424Time)
+		dst = t.AppendFormat(dst, h.timeLayout)
 	}
 	host := h.hostname
 	if host == "" {

@@ -230,7 +230,7 @@ func newEncoder(spec Spec, opts Options) (encoder, error) {
 		if sdID == "" {
 			sdID = DefaultSDID
 		}
-		return &rfc5424Encoder{header: newSyslogHeader(spec.Facility, opts), sdID: sdID}, nil
+		return &rfc5424Encoder{header: newSyslogHeader(spec.Facility, rfc5424Time, opts), sdID: sdID}, nil
 	default:
 		return nil, fmt.Errorf("unknown format %q", spec.Format)
 	}
@@ -238,7 +238,7 @@ func newEncoder(spec Spec, opts Options) (encoder, error) {
 		if spec.Format == FormatJSONL {
 			return nil, errors.New("JSON lines go to a file or stdout; over syslog the event travels as structured data")
 		}
-		return &syslogLineEncoder{header: newSyslogHeader(spec.Facility, opts), line: line}, nil
+		return &syslogLineEncoder{header: newSyslogHeader(spec.Facility, rfc5424TimeMillis, opts), line: line}, nil
 	}
 	return line, nil
 }

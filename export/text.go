@@ -144,11 +144,14 @@ func boolString(b bool) string {
 	return "false"
 }
 
-// clampYear replaces a time that RFC 3339 cannot write (year outside
-// 0-9999) by the zero time, so one absurd timestamp cannot stop a line
-// from being written.
+// clampYear returns t in UTC, or the zero time when its UTC year is not
+// 1970-9999: RFC 3339 cannot write a year past 9999 (and its year in
+// another zone may differ from its UTC one), CEF's epoch milliseconds turn
+// negative before 1970, and a monitor's clock is never there. One absurd
+// timestamp then cannot stop a line from being written.
 func clampYear(t time.Time) time.Time {
-	if y := t.Year(); y < 0 || y > 9999 {
+	t = t.UTC()
+	if y := t.Year(); y < 1970 || y > 9999 {
 		return time.Time{}
 	}
 	return t
