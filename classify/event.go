@@ -144,8 +144,8 @@ type UnexpectedSummary struct {
 type Summary struct {
 	Profiles   []string            `json:"profiles"`
 	Observer   Observer            `json:"observer"`
-	Start      time.Time           `json:"start"`
-	End        time.Time           `json:"end"`
+	Start      time.Time           `json:"start,omitzero"`
+	End        time.Time           `json:"end,omitzero"`
 	Services   []ServiceSummary    `json:"services"`
 	Unexpected []UnexpectedSummary `json:"unexpected"`
 	OneSided   bool                `json:"one_sided"`

@@ -131,12 +131,8 @@ func analyze(e *env, f analyzeFlags, name string) int {
 		e.errorf("%v", err)
 		return exitUsage
 	}
-	sinks, err := export.OpenAll(f.outputs, export.Options{Stdout: e.stdout})
-	if err != nil {
-		e.errorf("%v", err)
-		return exitUsage
-	}
-
+	// The capture first: one that cannot be read leaves no empty output
+	// file behind.
 	var src capture.Source
 	if name == "-" {
 		src, err = capture.OpenReader("stdin", e.stdin)
@@ -145,13 +141,17 @@ func analyze(e *env, f analyzeFlags, name string) int {
 	}
 	if err != nil {
 		e.errorf("%v", err)
-		closeSinks(e, sinks)
 		if _, bad := errors.AsType[*capture.InputError](err); bad {
 			return exitDamagedInput
 		}
 		return exitFailure
 	}
 	defer src.Close()
+	sinks, err := export.OpenAll(f.outputs, export.Options{Stdout: e.stdout})
+	if err != nil {
+		e.errorf("%v", err)
+		return exitUsage
+	}
 
 	twin := bpf.NewTwin(cat, bpf.DefaultTwinConfig)
 	v := &verdicts{

@@ -5,6 +5,7 @@ import (
 	"bytes"
 	"compress/gzip"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"os"
@@ -301,10 +302,18 @@ func TestAnalyzeUsage(t *testing.T) {
 			t.Errorf("%v: exit %d, stderr %q", args, code, errOut)
 		}
 	}
+	// A capture that cannot be opened leaves no empty output file.
+	out := filepath.Join(t.TempDir(), "events.jsonl")
+	if code, _, _ := portwatch(t, "", "analyze", "--output", "jsonl:"+out, filepath.Join(t.TempDir(), "nosuch.pcap")); code != exitFailure {
+		t.Errorf("a missing capture: exit %d, want %d", code, exitFailure)
+	}
+	if _, err := os.Stat(out); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("a missing capture left %s behind (%v)", out, err)
+	}
 	// Events on stdout would interleave with the JSON document.
-	code, out, errOut := portwatch(t, "", "analyze", "--format", "json", "--output", "jsonl", "x")
-	if code != exitUsage || out != "" || !strings.Contains(errOut, "--output jsonl writes to stdout") {
-		t.Errorf("--format json --output jsonl: exit %d, stdout %q, stderr %q", code, out, errOut)
+	code, stdout, errOut := portwatch(t, "", "analyze", "--format", "json", "--output", "jsonl", "x")
+	if code != exitUsage || stdout != "" || !strings.Contains(errOut, "--output jsonl writes to stdout") {
+		t.Errorf("--format json --output jsonl: exit %d, stdout %q, stderr %q", code, stdout, errOut)
 	}
 }
 

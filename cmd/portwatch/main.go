@@ -94,13 +94,18 @@ func run(args []string, e *env) int {
 	}
 	switch args[0] {
 	case "-h", "--help", "help":
-		if len(args) > 1 && args[0] == "help" {
+		if len(args) > 1 && args[0] == "help" && args[1] != "help" {
 			return runCommand(lookup(args[1]), args[1], []string{"--help"}, e)
 		}
 		usage(e.stdout)
 		return exitOK
 	case "-v", "--version":
 		args = []string{"version"}
+	}
+	if strings.HasPrefix(args[0], "-") {
+		// Flags belong to a command: portwatch COMMAND --flag.
+		e.errorf("unknown flag %s: flags follow a command, as in 'portwatch analyze --help' (run 'portwatch --help' for the commands)", args[0])
+		return exitUsage
 	}
 	return runCommand(lookup(args[0]), args[0], args[1:], e)
 }

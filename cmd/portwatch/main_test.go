@@ -51,6 +51,12 @@ func TestUsage(t *testing.T) {
 	if code, _, errOut := portwatch(t, "", "catalog", "--frob"); code != exitUsage || errOut != "portwatch: catalog: unknown flag: --frob (see 'portwatch catalog --help')\n" {
 		t.Errorf("unknown flag: exit %d, stderr %q", code, errOut)
 	}
+	if code, _, errOut := portwatch(t, "", "--frob"); code != exitUsage || !strings.Contains(errOut, "unknown flag --frob: flags follow a command") {
+		t.Errorf("a flag before any command: exit %d, stderr %q", code, errOut)
+	}
+	if code, out, _ := portwatch(t, "", "help", "help"); code != exitOK || !strings.Contains(out, "Usage:") {
+		t.Errorf("help help: exit %d, stdout %q", code, out)
+	}
 }
 
 func TestCatalogCommand(t *testing.T) {
