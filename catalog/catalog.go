@@ -150,6 +150,10 @@ type Entry struct {
 	// File and Line locate the row's definition, for error messages.
 	File string
 	Line int
+	// PortFile and PortLine locate the override that set Port (a site
+	// file's ports: section, or "--port"); empty when the row's own.
+	PortFile string
+	PortLine int
 }
 
 // Key identifies a row: "name/proto".
@@ -461,14 +465,32 @@ func (c *Catalog) bindPorts() error {
 				slot = &rows.privileged
 			}
 			if prev := *slot; prev != nil {
-				return &Error{File: e.File, Line: e.Line, Field: "port",
-					Msg: fmt.Sprintf("duplicate row: %s/%d is already served by %s (%s)", e.Proto, p, prev.Key(), prev.where())}
+				return duplicatePort(e, prev, p)
 			}
 			*slot = e
 			c.ports[k] = rows
 		}
 	}
 	return nil
+}
+
+// duplicatePort is the error of two rows on one port. When an override
+// moved one of them there, the override is to blame, not the row.
+func duplicatePort(e, prev *Entry, port uint32) error {
+	moved, other := e, prev
+	if e.PortFile == "" && prev.PortFile != "" {
+		moved, other = prev, e
+	}
+	if moved.PortFile != "" {
+		key := moved.SiteKey
+		if key == "" {
+			key = moved.Name
+		}
+		return &Error{File: moved.PortFile, Line: moved.PortLine, Field: key,
+			Msg: fmt.Sprintf("duplicate row: this moves %s to %s/%d, which %s already serves (%s)", moved.Key(), moved.Proto, port, other.Key(), other.where())}
+	}
+	return &Error{File: e.File, Line: e.Line, Field: "port",
+		Msg: fmt.Sprintf("duplicate row: %s/%d is already served by %s (%s)", e.Proto, port, prev.Key(), prev.where())}
 }
 
 func (e *Entry) where() string {

@@ -168,6 +168,7 @@ func applyPortOverrides(rows []*Entry, overrides []PortOverride) error {
 		for _, e := range rows {
 			if (e.SiteKey != "" && e.SiteKey == o.Key) || (e.Dynamic && e.Name == o.Key) {
 				e.Port, e.PortLast = o.Port, o.Port
+				e.PortFile, e.PortLine = o.File, o.Line
 				matched = true
 			}
 		}
