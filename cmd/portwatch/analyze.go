@@ -92,6 +92,9 @@ type inputReport struct {
 	Last    time.Time `json:"last,omitzero"`
 	// Damaged says what was wrong with the input, when it was.
 	Damaged string `json:"damaged,omitempty"`
+	// OutOfOrder counts packets more than a second older than the packet
+	// before them.
+	OutOfOrder uint64 `json:"out_of_order,omitempty"`
 }
 
 // serviceReport is one catalog row's counters.
@@ -179,7 +182,11 @@ func analyze(e *env, f analyzeFlags, name string) int {
 	r.finish()
 	delivered := closeSinks(e, sinks)
 
-	input := inputReport{Name: source, Packets: r.packets, First: r.first, Last: r.last}
+	input := inputReport{Name: source, Packets: r.packets, First: r.first, Last: r.last, OutOfOrder: r.backwards}
+	if r.backwards > 0 {
+		e.errorf("%s: the capture's timestamps jump back (%d times, by up to %v), so the windows and the times of the verdicts may be off",
+			source, r.backwards, r.maxBack.Round(time.Millisecond))
+	}
 	status := exitOK
 	var damaged *capture.InputError
 	switch {
@@ -279,8 +286,20 @@ type replay struct {
 	packets     uint64
 	first, last time.Time
 	windowEnd   time.Time
-	snapshot    bpf.Snapshot
+	// prev is the last packet's time; backwards counts the packets more
+	// than outOfOrderSlack older than the packet before them, and maxBack
+	// is the largest such step back: a timestamp that jumps (a bad clock,
+	// a damaged record) moves the windows and the verdicts' times.
+	prev      time.Time
+	backwards uint64
+	maxBack   time.Duration
+	snapshot  bpf.Snapshot
 }
+
+// outOfOrderSlack is how far a packet may be older than the one before it
+// without a warning: captures merged from several interfaces or CPUs are a
+// little out of order.
+const outOfOrderSlack = time.Second
 
 func (r *replay) packet(p *capture.Packet) {
 	ts := p.Timestamp
@@ -288,6 +307,11 @@ func (r *replay) packet(p *capture.Packet) {
 		r.first = ts
 		r.windowEnd = ts.Add(r.window)
 	}
+	if r.packets > 0 && r.prev.Sub(ts) > outOfOrderSlack {
+		r.backwards++
+		r.maxBack = max(r.maxBack, r.prev.Sub(ts))
+	}
+	r.prev = ts
 	r.packets++
 	if ts.After(r.last) {
 		r.last = ts

@@ -237,6 +237,28 @@ func TestAnalyzeSummarySpansCapture(t *testing.T) {
 	}
 }
 
+// TestAnalyzeTimestampJump: a packet stamped decades ahead (a bad clock, a
+// damaged record) is told on stderr and counted in the JSON input report.
+func TestAnalyzeTimestampJump(t *testing.T) {
+	start := time.Unix(1700000000, 0)
+	frames := blockedStatusFrames()
+	var b bytes.Buffer
+	writePcap(t, &b, frames[:2], start, time.Second)
+	var jump, rest bytes.Buffer
+	writePcap(t, &jump, [][]byte{packets.ARP()}, start.Add(80*365*24*time.Hour), 0)
+	writePcap(t, &rest, frames[2:], start.Add(2*time.Second), time.Second)
+	b.Write(jump.Bytes()[24:])
+	b.Write(rest.Bytes()[24:])
+	file := filepath.Join(t.TempDir(), "jump.pcap")
+	if err := os.WriteFile(file, b.Bytes(), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	rep, code, errOut := analyzeJSON(t, file)
+	if code != exitOK || rep.Input.OutOfOrder != 1 || !strings.Contains(errOut, "timestamps jump back (1 times") {
+		t.Errorf("exit %d, out_of_order %d, stderr %q", code, rep.Input.OutOfOrder, errOut)
+	}
+}
+
 // lineWatcher is a stdout that hands each complete line to a channel.
 type lineWatcher struct {
 	mu    sync.Mutex
