@@ -76,6 +76,9 @@ type Event struct {
 	// answered but the answer never reached the client (never followed up,
 	// or refused by ICMP).
 	ReturnPath bool `json:"return_path,omitempty"`
+	// CarriedBy names the row whose state this one shows, when its own
+	// traffic is counted there (bootpc's under bootps/udp).
+	CarriedBy string `json:"carried_by,omitempty"`
 
 	FirstSeen time.Time `json:"first_seen,omitzero"`
 	LastSeen  time.Time `json:"last_seen,omitzero"`
@@ -119,6 +122,9 @@ type ServiceSummary struct {
 	// server, and the answers never reached the client (TFTP through a
 	// firewall without its helper).
 	ReturnPath bool `json:"return_path,omitempty"`
+	// CarriedBy names the row whose state this one shows, when its own
+	// traffic is counted there (bootpc's under bootps/udp).
+	CarriedBy string `json:"carried_by,omitempty"`
 	// Requests and Replies count packets toward the service port and
 	// from it, answers or not (a reset is a packet from the port).
 	Requests uint64 `json:"requests"`

@@ -181,7 +181,8 @@ func carriedStates(cat *catalog.Catalog, lines []ServiceSummary) {
 			continue
 		}
 		from := lines[j]
-		l.State, l.Reason, l.Affected, l.MoreAffected = from.State, from.Reason, from.Affected, from.MoreAffected
+		l.State, l.Reason, l.ReturnPath, l.Affected, l.MoreAffected = from.State, from.Reason, from.ReturnPath, from.Affected, from.MoreAffected
+		l.CarriedBy = e.CarriedBy
 	}
 }
 

@@ -168,6 +168,9 @@ func stateCell(svc classify.ServiceSummary) string {
 	case svc.Reason != "":
 		state += " (" + cell(string(svc.Reason)) + ")"
 	}
+	if svc.CarriedBy != "" {
+		state += " via " + cell(svc.CarriedBy)
+	}
 	if len(svc.Affected) == 0 && svc.MoreAffected == 0 {
 		return state
 	}
