@@ -101,6 +101,12 @@ func TestSyslogReceivers(t *testing.T) {
 			spec, _ := ParseSpec(raw)
 			sink := openSink(t, raw, fastRetry(testOptions()))
 			events := fixtureEvents()
+			// Multibyte text in the structured data: a stream frame counts
+			// octets, not characters, or the receiver loses the framing.
+			wide := events[0]
+			wide.Time = wide.Time.Add(time.Hour)
+			wide.Service = "tftp-ü-節点-✓"
+			events = append(events, wide)
 			for _, ev := range events {
 				sink.Emit(ev)
 			}
@@ -200,6 +206,12 @@ func TestServerDownThenUp(t *testing.T) {
 			}
 			sink := openSink(t, raw, fastRetry(testOptions()))
 			events := fixtureEvents()
+			// Multibyte text in the structured data: a stream frame counts
+			// octets, not characters, or the receiver loses the framing.
+			wide := events[0]
+			wide.Time = wide.Time.Add(time.Hour)
+			wide.Service = "tftp-ü-節点-✓"
+			events = append(events, wide)
 			for _, ev := range events {
 				sink.Emit(ev)
 			}
