@@ -382,3 +382,38 @@ func TestBadBuiltin(t *testing.T) {
 		t.Errorf("error %v", err)
 	}
 }
+
+// TestSiteFileErrorsAll: a site file with several mistakes names each of
+// them, in one run: a bad field in two rows, a bad port, an unknown key.
+func TestSiteFileErrorsAll(t *testing.T) {
+	site := writeFile(t, "site.yaml", `ports:
+  xcatdport: 3011
+  httport: 8080
+  xcatiport: many
+services:
+  - name: ganglia
+    proto: sctp
+    port: 8649
+    roles: [mn]
+    need: optional
+  - name: other
+    proto: tcp
+    port: 9000
+    roles: [mn]
+    need: maybe
+`)
+	_, err := Load(Options{SiteFile: site})
+	if err == nil {
+		t.Fatal("no error")
+	}
+	for _, want := range []string{
+		`:4: field "xcatiport": port "many" is not a number`,
+		`:7: field "proto": unknown protocol "sctp"`,
+		`:15: field "need": unknown need "maybe"`,
+		`:3: field "httport": override of an unknown key "httport"`,
+	} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("the error does not say %q:\n%v", want, err)
+		}
+	}
+}

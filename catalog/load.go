@@ -80,14 +80,16 @@ func load(builtin []byte, builtinName string, o Options) (*Catalog, error) {
 		}
 	}
 	if o.SiteFile != "" {
+		// Every mistake of the file at once: what parsed is still checked
+		// against the table (unknown keys, unknown profiles).
 		site, err := ReadSiteFile(o.SiteFile)
-		if err != nil {
+		if site == nil {
 			return nil, err
 		}
-		if err := applyPortOverrides(rows, site.Ports); err != nil {
-			return nil, err
-		}
-		if err := resolveWhen(site.Services, base.profiles); err != nil {
+		errs := []error{err}
+		errs = append(errs, applyPortOverrides(rows, site.Ports))
+		errs = append(errs, resolveWhen(site.Services, base.profiles))
+		if err := errors.Join(errs...); err != nil {
 			return nil, err
 		}
 		rows = append(rows, site.Services...)
@@ -163,6 +165,7 @@ type PortOverride struct {
 }
 
 func applyPortOverrides(rows []*Entry, overrides []PortOverride) error {
+	var errs []error
 	for _, o := range overrides {
 		matched := false
 		for _, e := range rows {
@@ -173,11 +176,11 @@ func applyPortOverrides(rows []*Entry, overrides []PortOverride) error {
 			}
 		}
 		if !matched {
-			return &Error{File: o.File, Line: o.Line, Field: o.Key,
-				Msg: fmt.Sprintf("override of an unknown key %q (known: %s)", o.Key, strings.Join(overrideKeys(rows), ", "))}
+			errs = append(errs, &Error{File: o.File, Line: o.Line, Field: o.Key,
+				Msg: fmt.Sprintf("override of an unknown key %q (known: %s)", o.Key, strings.Join(overrideKeys(rows), ", "))})
 		}
 	}
-	return nil
+	return errors.Join(errs...)
 }
 
 // overrideKeys lists the keys a port override may name.
@@ -293,6 +296,7 @@ func ParseSiteFile(data []byte, name string) (*SiteOverrides, error) {
 			if v.Kind != yaml.MappingNode {
 				return nodeErr(name, v, "ports", "want a mapping of KEY: PORT")
 			}
+			var errs []error
 			for i := 0; i+1 < len(v.Content); i += 2 {
 				k, val := v.Content[i], v.Content[i+1]
 				port, err := parseSinglePort(val.Value)
@@ -300,11 +304,12 @@ func ParseSiteFile(data []byte, name string) (*SiteOverrides, error) {
 					if err == nil {
 						err = errors.New("want a port number")
 					}
-					return nodeErr(name, val, k.Value, err.Error())
+					errs = append(errs, nodeErr(name, val, k.Value, err.Error()))
+					continue
 				}
 				out.Ports = append(out.Ports, PortOverride{Key: k.Value, Port: port, File: name, Line: val.Line})
 			}
-			return nil
+			return errors.Join(errs...)
 		},
 		"services": func(v *yaml.Node) error {
 			rows, err := parseRows(v, name, false)
@@ -358,6 +363,7 @@ func parseCatalogFile(data []byte, name string) (*catalogFile, error) {
 // resolveWhen checks the profiles of each row's "when" and replaces aliases
 // by canonical names.
 func resolveWhen(rows []*Entry, profiles []Profile) error {
+	var errs []error
 	for _, e := range rows {
 		for i, w := range e.When {
 			if w == AlwaysRequired {
@@ -365,13 +371,14 @@ func resolveWhen(rows []*Entry, profiles []Profile) error {
 			}
 			canon, ok := canonicalProfile(profiles, w)
 			if !ok {
-				return &Error{File: e.File, Line: e.Line, Field: "when",
-					Msg: fmt.Sprintf("unknown profile %q (known: %s, %s)", w, AlwaysRequired, profileNames(profiles))}
+				errs = append(errs, &Error{File: e.File, Line: e.Line, Field: "when",
+					Msg: fmt.Sprintf("unknown profile %q (known: %s, %s)", w, AlwaysRequired, profileNames(profiles))})
+				continue
 			}
 			e.When[i] = canon
 		}
 	}
-	return nil
+	return errors.Join(errs...)
 }
 
 func parseYAML(data []byte, name string) (*yaml.Node, error) {
@@ -412,9 +419,11 @@ func nodeErr(file string, n *yaml.Node, field, msg string) error {
 }
 
 // eachField walks a mapping, calling the handler of each key; an unknown key
-// or a repeated one is an error.
+// or a repeated one is an error. It goes on after an error and returns them
+// all, joined.
 func eachField(m *yaml.Node, file string, handlers map[string]func(*yaml.Node) error) error {
 	seen := map[string]bool{}
+	var errs []error // every field's, so that one run shows every mistake
 	for i := 0; i+1 < len(m.Content); i += 2 {
 		k, v := m.Content[i], m.Content[i+1]
 		h, ok := handlers[k.Value]
@@ -424,17 +433,19 @@ func eachField(m *yaml.Node, file string, handlers map[string]func(*yaml.Node) e
 				known = append(known, name)
 			}
 			slices.Sort(known)
-			return nodeErr(file, k, k.Value, "unknown field (known: "+strings.Join(known, ", ")+")")
+			errs = append(errs, nodeErr(file, k, k.Value, "unknown field (known: "+strings.Join(known, ", ")+")"))
+			continue
 		}
 		if seen[k.Value] {
-			return nodeErr(file, k, k.Value, "given twice")
+			errs = append(errs, nodeErr(file, k, k.Value, "given twice"))
+			continue
 		}
 		seen[k.Value] = true
 		if err := h(v); err != nil {
-			return err
+			errs = append(errs, err)
 		}
 	}
-	return nil
+	return errors.Join(errs...)
 }
 
 func stringList(v *yaml.Node, file, field string) ([]string, error) {
@@ -491,14 +502,16 @@ func parseRows(v *yaml.Node, file string, builtin bool) ([]*Entry, error) {
 		return nil, nodeErr(file, v, "services", "want a list of rows")
 	}
 	var out []*Entry
+	var errs []error
 	for _, item := range v.Content {
 		e, err := parseRow(item, file, builtin)
 		if err != nil {
-			return nil, err
+			errs = append(errs, err) // and on to the next row
+			continue
 		}
 		out = append(out, e)
 	}
-	return out, nil
+	return out, errors.Join(errs...)
 }
 
 func parseRow(item *yaml.Node, file string, builtin bool) (*Entry, error) {

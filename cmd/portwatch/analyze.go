@@ -117,7 +117,7 @@ func analyze(e *env, f analyzeFlags, name string) int {
 	}
 	cat, err := f.catalog.Load()
 	if err != nil {
-		e.errorf("%v", err)
+		e.errorList(err)
 		return exitUsage
 	}
 	source := name

@@ -54,7 +54,7 @@ func setupCatalog(fs *pflag.FlagSet) func(*env, []string) int {
 		}
 		cat, err := cf.Load()
 		if err != nil {
-			e.errorf("%v", err)
+			e.errorList(err)
 			return exitUsage
 		}
 		switch *format {
@@ -83,16 +83,17 @@ func setupCatalog(fs *pflag.FlagSet) func(*env, []string) int {
 }
 
 func catalogCheck(e *env, cf catalog.Flags, path string) int {
-	site, err := catalog.ReadSiteFile(path)
+	// Loading parses the file and checks what it means against the table:
+	// unknown keys, ports taken by another row, unknown profiles.
+	o := cf.Options()
+	o.SiteFile = path
+	_, err := catalog.Load(o)
+	var site *catalog.SiteOverrides
 	if err == nil {
-		// Loading checks what the file means against the table: unknown
-		// keys, ports taken by another row, unknown profiles.
-		o := cf.Options()
-		o.SiteFile = path
-		_, err = catalog.Load(o)
+		site, err = catalog.ReadSiteFile(path)
 	}
 	if err != nil {
-		e.errorf("%v", err)
+		e.errorList(err)
 		return exitUsage
 	}
 	fmt.Fprintf(e.stdout, "%s: ok: %d port overrides, %d site rows\n", path, len(site.Ports), len(site.Services))

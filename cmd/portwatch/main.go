@@ -54,6 +54,18 @@ func (e *env) errorf(format string, args ...any) {
 	fmt.Fprintf(e.stderr, "portwatch: "+format+"\n", args...)
 }
 
+// errorList prints err, and each error it joins on a line of its own (a
+// site file with several mistakes names them all).
+func (e *env) errorList(err error) {
+	if joined, ok := err.(interface{ Unwrap() []error }); ok {
+		for _, one := range joined.Unwrap() {
+			e.errorList(one)
+		}
+		return
+	}
+	e.errorf("%v", err)
+}
+
 var commands []*command
 
 // commandOrder is the order of the command list in the usage: the main

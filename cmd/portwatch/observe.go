@@ -133,7 +133,7 @@ type backend interface {
 func observe(ctx context.Context, e *env, f observeFlags) int {
 	cat, err := f.catalog.Load()
 	if err != nil {
-		e.errorf("%v", err)
+		e.errorList(err)
 		return exitUsage
 	}
 	if err := f.classify.Validate(); err != nil {

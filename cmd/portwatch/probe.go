@@ -122,7 +122,8 @@ func probeConfig(e *env, f probeFlags, args []string) (probe.Config, []probe.Tar
 	}
 	cat, err := f.catalog.Load()
 	if err != nil {
-		return fail("%v", err)
+		e.errorList(err)
+		return cfg, nil, 0, false
 	}
 	cfg = probe.Config{
 		Catalog: cat, Role: catalog.Role(strings.ToLower(f.role)), Services: f.services,
