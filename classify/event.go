@@ -76,9 +76,6 @@ type Event struct {
 	// answered but the answer never reached the client (never followed up,
 	// or refused by ICMP).
 	ReturnPath bool `json:"return_path,omitempty"`
-	// CarriedBy names the row whose state this one shows, when its own
-	// traffic is counted there (bootpc's under bootps/udp).
-	CarriedBy string `json:"carried_by,omitempty"`
 
 	FirstSeen time.Time `json:"first_seen,omitzero"`
 	LastSeen  time.Time `json:"last_seen,omitzero"`
