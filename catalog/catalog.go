@@ -169,6 +169,8 @@ func (e *Entry) PortString() string {
 		return "dynamic"
 	case e.PortLast != e.Port:
 		return fmt.Sprintf("%d-%d", e.Port, e.PortLast)
+	case e.Dynamic && e.PortFile != "":
+		return fmt.Sprintf("%d (site)", e.Port) // pinned by a site file or --port
 	case e.Dynamic:
 		return fmt.Sprintf("%d (learned)", e.Port)
 	}
@@ -359,6 +361,7 @@ func (c *Catalog) WithLearnedPort(key string, port uint16) (*Catalog, error) {
 		cp := *old
 		if old == e {
 			cp.Port, cp.PortLast = port, port
+			cp.PortFile, cp.PortLine = "", 0 // learned, no longer the site's
 		}
 		rows[i] = &cp
 	}

@@ -417,3 +417,22 @@ services:
 		}
 	}
 }
+
+// TestPortStringSaysWhereFrom: a dynamic row's port reads "(site)" when a
+// site file or --port pins it, and "(learned)" once rpcbind gave it.
+func TestPortStringSaysWhereFrom(t *testing.T) {
+	c, err := Load(Options{Ports: []string{"mount-udp=33334"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := c.ByKey("mount-udp/udp").PortString(); got != "33334 (site)" {
+		t.Errorf("pinned by --port: %q", got)
+	}
+	learned, err := c.WithLearnedPort("mount-udp/udp", 20048)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := learned.ByKey("mount-udp/udp").PortString(); got != "20048 (learned)" {
+		t.Errorf("learned: %q", got)
+	}
+}

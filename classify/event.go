@@ -62,7 +62,8 @@ type Event struct {
 	Required bool `json:"required"`
 	// Client is an IP address, or for DHCP the client's hardware address.
 	Client string `json:"client,omitempty"`
-	// Server is an IP address; empty for a DHCP exchange not yet answered.
+	// Server is an IP address; empty for DHCP, whose exchange is a client
+	// and any DHCP server.
 	Server string `json:"server,omitempty"`
 
 	// Counts over the exchange's life, up to the event.

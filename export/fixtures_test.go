@@ -40,7 +40,7 @@ func fixtureEvents() []classify.Event {
 			Client: "10.1.0.21", Server: "10.1.0.1",
 			Attempts: 6, FirstSeen: t0.Add(-12 * time.Second), LastSeen: t0.Add(-time.Second),
 			Observer: observer,
-			Message:  "tftp-udp (udp/69) from 10.1.0.21 to 10.1.0.1: 6 requests in 11s, no reply",
+			Message:  "tftp-udp (udp/69) from 10.1.0.21 to 10.1.0.1: 6 requests over 11s, no reply",
 		},
 		{
 			Time: t0.Add(time.Second), Verdict: classify.RequiredPortBlocked,
@@ -49,7 +49,7 @@ func fixtureEvents() []classify.Event {
 			Client: "10.1.0.22", Server: "10.1.0.1",
 			Attempts: 3, Resets: 3, FirstSeen: t0.Add(-2 * time.Second), LastSeen: t0,
 			Observer: observer,
-			Message:  "xcatdport (tcp/3001) from 10.1.0.22 to 10.1.0.1: 3 connection attempts reset",
+			Message:  "xcatdport (tcp/3001) from 10.1.0.22 to 10.1.0.1: connection refused (3 TCP resets), no answer",
 		},
 		{
 			Time: t0.Add(2 * time.Second), Verdict: classify.RequiredPortBlocked,
@@ -58,7 +58,7 @@ func fixtureEvents() []classify.Event {
 			Client: "10.1.0.23", Server: "10.1.0.1",
 			Attempts: 4, ICMPClosed: 4, FirstSeen: t0.Add(-5 * time.Second), LastSeen: t0.Add(time.Second),
 			Observer: observer,
-			Message:  "xcatiport (udp/3002) from 10.1.0.23 to 10.1.0.1: ICMP port unreachable",
+			Message:  "xcatiport (udp/3002) from 10.1.0.23 to 10.1.0.1: nothing listens on the port (4 ICMP port unreachable errors), no answer",
 		},
 		{
 			Time: t0.Add(3 * time.Second), Verdict: classify.RequiredPortBlocked,
@@ -67,7 +67,7 @@ func fixtureEvents() []classify.Event {
 			Client: "fd00:10::23", Server: "fd00:10::1",
 			Attempts: 3, ICMPFiltered: 3, FirstSeen: t0.Add(-4 * time.Second), LastSeen: t0.Add(2 * time.Second),
 			Observer: observer,
-			Message:  "xcatiport (tcp/3002) from fd00:10::23 to fd00:10::1: administratively prohibited",
+			Message:  "xcatiport (tcp/3002) from fd00:10::23 to fd00:10::1: refused by a firewall (3 ICMP administratively prohibited errors), no answer",
 		},
 		{
 			Time: t0.Add(4 * time.Second), Verdict: classify.RequiredPortBlocked,
@@ -76,7 +76,7 @@ func fixtureEvents() []classify.Event {
 			Client:   "52:54:00:ab:cd:21",
 			Attempts: 4, FirstSeen: t0.Add(-8 * time.Second), LastSeen: t0.Add(3 * time.Second),
 			Observer: observer,
-			Message:  "bootps (udp/67) from 52:54:00:ab:cd:21: 4 DHCP requests, no offer",
+			Message:  "bootps (udp/67) from 52:54:00:ab:cd:21 to any DHCP server: 4 requests over 11s, no reply",
 		},
 		{
 			Time: t0.Add(4500 * time.Millisecond), Verdict: classify.RequiredPortBlocked,
@@ -85,29 +85,28 @@ func fixtureEvents() []classify.Event {
 			Client: "10.1.0.24", Server: "10.1.0.1",
 			Attempts: 4, Answers: 4, FirstSeen: t0.Add(-5 * time.Second), LastSeen: t0.Add(4 * time.Second),
 			Observer: observer,
-			Message:  "tftp-udp (udp/69) from 10.1.0.24 to 10.1.0.1: the server answered 4 times, but its answers never reached the client",
+			Message:  "tftp-udp (udp/69) from 10.1.0.24 to 10.1.0.1: the server answered 4 requests over 9s, but the client never followed up: the answers never reach it (typical of a stateful firewall without a TFTP helper)",
 		},
 		{
 			Time: t0.Add(5 * time.Second), Verdict: classify.UnexpectedPortOpen,
 			Proto: "tcp", Port: 8080,
 			Client: "10.1.0.21", Server: "10.1.0.1",
-			Attempts: 2, Answers: 2, FirstSeen: t0.Add(4 * time.Second), LastSeen: t0.Add(5 * time.Second),
+			Answers: 2, FirstSeen: t0.Add(4 * time.Second), LastSeen: t0.Add(5 * time.Second),
 			Observer: observer,
-			Message:  "tcp/8080 on 10.1.0.1 answered 10.1.0.21 and is in no catalog row",
+			Message:  "tcp/8080 on 10.1.0.1 answered 10.1.0.21: the port is in no catalog row",
 		},
 		{
 			Time: t0.Add(20 * time.Second), Verdict: classify.Cleared,
 			Service: "tftp-udp", ServiceID: 18, Proto: "udp", Port: 69, Required: true,
-			Client: "10.1.0.21", Server: "10.1.0.1",
+			Reason: classify.ReasonNoReply, Client: "10.1.0.21", Server: "10.1.0.1",
 			Attempts: 8, Answers: 2, FirstSeen: t0.Add(-12 * time.Second), LastSeen: t0.Add(19 * time.Second),
 			Observer: observer,
-			Message:  "tftp-udp (udp/69) from 10.1.0.21 to 10.1.0.1 answers again",
+			Message:  "tftp-udp (udp/69) from 10.1.0.21 to 10.1.0.1: answered again after it was blocked (no-reply)",
 		},
 		{
 			Time: t0.Add(30 * time.Second), Verdict: classify.CaptureOneSided,
-			Attempts: 120, FirstSeen: t0.Add(-30 * time.Second), LastSeen: t0.Add(29 * time.Second),
-			Observer: classify.Observer{Host: "mn01", Backend: "pcap", Mode: "file"},
-			Message:  "the capture shows one direction only: 120 requests, no reply at all; blocked verdicts are held back",
+			Observer: classify.Observer{Host: "mn01", Backend: "pcap", Mode: "mn01-eth1.pcap"},
+			Message:  "the capture shows one direction only: 40 of 40 exchanges on 3 services that made attempts were never answered, yet the clients act on answers it does not show; verdicts on silence are suspended while this lasts",
 		},
 	}
 }

@@ -291,7 +291,8 @@ func flush(be backend) error {
 // errNoKernelBackend is why observe does not run where there is no Linux
 // (AIX), and what to do instead.
 var errNoKernelBackend = errors.New("live capture needs Linux (XDP or AF_PACKET); here, let tcpdump capture and portwatch analyze the stream: " +
-	"tcpdump -U -s 256 -w - -i en0 | portwatch analyze -")
+	"tcpdump -U -s 256 -w - -i en0 | portwatch analyze -; an iptrace file is no pcap, but Wireshark's editcap converts it: " +
+	"editcap -F pcap trace.bin trace.pcap, then portwatch analyze trace.pcap")
 
 // usageError is a backend failure caused by the command line.
 type usageError struct{ err error }
