@@ -182,11 +182,9 @@ func observe(ctx context.Context, e *env, f observeFlags) int {
 	}
 	obs := classify.Observer{Host: hostname(), Interface: strings.Join(f.interfaces, ","), Backend: name, Mode: mode}
 	cfg, err := f.classify.Config(cat, obs)
+	var classifier *classify.Classifier
 	if err == nil {
-		v.classifier, err = classify.New(cfg)
-	}
-	if err == nil {
-		v.classifier.Began(time.Now())
+		classifier, err = classify.New(cfg)
 	}
 	if err != nil {
 		e.errorf("%v", err)
@@ -195,7 +193,10 @@ func observe(ctx context.Context, e *env, f observeFlags) int {
 		closeSinks(e, sinks)
 		return exitUsage
 	}
-	v.onCatalog = append(v.onCatalog, be.SetCatalog)
+	classifier.Began(time.Now())
+	if err := v.complete(classifier, be.SetCatalog, cat); err != nil {
+		e.errorf("applying a port learned while starting: %v", err)
+	}
 
 	srv, err := serveWeb(ln, f, be, v)
 	if err != nil {

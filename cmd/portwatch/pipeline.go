@@ -82,8 +82,27 @@ func (v *verdicts) learn(src, dst netip.Addr, sport, dport uint16, payload []byt
 				v.warn("applying the learned port %s/%d of RPC program %d: %v", m.Proto, m.Port, m.Program, err)
 			}
 		}
-		v.classifier.SetCatalog(next)
+		if v.classifier != nil { // nil until complete
+			v.classifier.SetCatalog(next)
+		}
 	}
+}
+
+// complete gives the pipeline its classifier and the backend's catalog
+// setter, once both exist. The backend learns ports from its first packet
+// on, before that: a port learned meanwhile (opened is the catalog the
+// backend started with) is applied to both here, or the kernel would never
+// count it (learning the same port again changes nothing).
+func (v *verdicts) complete(c *classify.Classifier, backendCatalog func(*catalog.Catalog) error, opened *catalog.Catalog) error {
+	v.mu.Lock()
+	defer v.mu.Unlock()
+	v.classifier = c
+	v.onCatalog = append(v.onCatalog, backendCatalog)
+	if v.cat == opened {
+		return nil
+	}
+	c.SetCatalog(v.cat)
+	return backendCatalog(v.cat)
 }
 
 // setCatalog replaces the catalog (an override file reloaded on SIGHUP).
