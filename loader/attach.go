@@ -71,15 +71,25 @@ func (l *Loader) attachXDP(name string, nlLink netlink.Link) (XDPMode, error) {
 	if err == nil {
 		return XDPNative, nil
 	}
-	if !errors.Is(err, unix.EOPNOTSUPP) {
+	// EOPNOTSUPP: no native XDP in the driver. EINVAL or ERANGE (veth):
+	// the driver has it but refuses it as configured (an MTU larger than
+	// one buffer, as jumbo frames on a management network; LRO on):
+	// generic XDP works with both.
+	if !errors.Is(err, unix.EOPNOTSUPP) && !nativeRefused(err) {
 		return "", l.xdpError(name, XDPNative, err)
 	}
-	l.log.Warn("the driver has no native XDP; attached in generic mode, which costs more per packet",
-		"interface", name, "driver_error", err.Error())
-	if err := try(XDPGeneric); err != nil {
-		return "", l.xdpError(name, XDPGeneric, err)
+	if gerr := try(XDPGeneric); gerr != nil {
+		return "", l.xdpError(name, XDPGeneric, gerr)
 	}
+	l.log.Warn("no native XDP on this interface (the driver lacks it, or refuses it as configured); attached in generic mode, which costs more per packet",
+		"interface", name, "driver_error", err.Error())
 	return XDPGeneric, nil
+}
+
+// nativeRefused tells a driver's refusal of native XDP in its present
+// configuration (MTU, LRO) from other failures.
+func nativeRefused(err error) bool {
+	return errors.Is(err, unix.EINVAL) || errors.Is(err, unix.ERANGE)
 }
 
 // xdpError explains a failed XDP attach and what to do about it.
@@ -89,6 +99,9 @@ func (l *Loader) xdpError(name string, mode XDPMode, err error) error {
 	case errors.Is(err, unix.EOPNOTSUPP):
 		return fmt.Errorf("%s: the driver does not support native XDP (use --xdp-mode=auto or --xdp-mode=generic): %w",
 			prefix, err)
+	case mode == XDPNative && nativeRefused(err):
+		return fmt.Errorf("%s: the driver refuses native XDP here, often for an MTU larger than one page (jumbo frames) or LRO on "+
+			"(use --xdp-mode=auto or --xdp-mode=generic, or lower the MTU): %w", prefix, err)
 	case errors.Is(err, unix.EBUSY), errors.Is(err, unix.EEXIST):
 		return fmt.Errorf("%s: %s: %w", prefix, l.describeAttachedXDP(name), err)
 	case errors.Is(err, unix.ENODEV):

@@ -520,6 +520,27 @@ func TestLiveAttachErrors(t *testing.T) {
 			t.Errorf("the fallback was not logged:\n%s", logged.String())
 		}
 	})
+	t.Run("jumbo frames: native refused, auto falls back to generic", func(t *testing.T) {
+		// veth refuses native XDP (without multi-buffer support) when its
+		// peer's MTU exceeds a page, as drivers do for jumbo frames.
+		ipCmd(t, "-n", p.nsB, "link", "set", "dev", p.ifB, "mtu", "9000")
+		defer ipCmd(t, "-n", p.nsB, "link", "set", "dev", p.ifB, "mtu", "1500")
+		contains(t, tryOpen(Config{Interfaces: []string{p.ifA}, XDPMode: XDPNative}),
+			"attaching XDP to "+p.ifA+" in native mode", "--xdp-mode=auto")
+		cat := testCatalog(t)
+		var att []Attachment
+		mustInNetns(t, p.nsA, func() error {
+			l, err := Open(Config{Interfaces: []string{p.ifA}, Catalog: cat, Log: testLog(t)})
+			if err != nil {
+				return err
+			}
+			att = l.Attachments()
+			return l.Close()
+		})
+		if len(att) != 1 || att[0].XDPMode != XDPGeneric {
+			t.Errorf("attachments %+v: want %s generic", att, p.ifA)
+		}
+	})
 	t.Run("a failed open leaves nothing attached", func(t *testing.T) {
 		contains(t, tryOpen(Config{Interfaces: []string{p.ifA, "pw-missing1"}}), "no such interface")
 		if st, err := readHooks(p.nsA, p.ifA); err != nil || !st.empty() {
