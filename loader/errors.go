@@ -48,7 +48,10 @@ func privilegeError(op string, err error) error {
 func loadError(err error) error {
 	var ve *ebpf.VerifierError
 	if errors.As(err, &ve) {
-		if isPermission(ve.Cause) {
+		// EPERM is privileges. EACCES is also most verifier rejections
+		// (an invalid access, as an older kernel may find one): those
+		// come with the verifier's log; a refusal for privileges without.
+		if errors.Is(ve.Cause, unix.EPERM) || (errors.Is(ve.Cause, unix.EACCES) && len(ve.Log) == 0) {
 			return &PrivilegeError{Op: "loading the BPF programs", Err: err}
 		}
 		// The last lines of the verifier log say where it gave up.
