@@ -63,10 +63,14 @@ func (s tickScale) monoNs(stamp uint64) int64 {
 	return s.edgeNs + d/s.hz*1e9 + d%s.hz*1e9/s.hz
 }
 
+// minTickSpan is how long measureTick watches the tick counter. A reading
+// can come late (this process preempted): over three ticks, a millisecond
+// late is a third of the way from 250 Hz to 300 Hz; over 100 ms it is 1%.
+const minTickSpan = 100 * time.Millisecond
+
 // measureTick measures the tick scale: the length of a tick is the
-// monotonic time between the first and the last of a few tick edges,
-// rounded to the nearest tick rate the kernel can have. It takes a few
-// ticks (at most about 40 ms).
+// monotonic time between the first and the last tick edge seen over
+// minTickSpan, rounded to the nearest tick rate the kernel can have.
 func (l *Loader) measureTick() (tickScale, error) {
 	const edges = 4
 	deadline := time.Now().Add(time.Second)
@@ -76,7 +80,7 @@ func (l *Loader) measureTick() (tickScale, error) {
 	}
 	var edgesSeen []tickSample
 	prev := first.ticks
-	for len(edgesSeen) < edges {
+	for len(edgesSeen) < edges || edgesSeen[len(edgesSeen)-1].monoNs-edgesSeen[0].monoNs < minTickSpan.Nanoseconds() {
 		if time.Now().After(deadline) {
 			return tickScale{}, fmt.Errorf("the kernel's tick counter did not advance within a second")
 		}
@@ -90,6 +94,12 @@ func (l *Loader) measureTick() (tickScale, error) {
 		prev = s.ticks
 		edgesSeen = append(edgesSeen, s)
 	}
+	return tickScaleOf(edgesSeen), nil
+}
+
+// tickScaleOf turns tick edges, each read at or after it happened, into the
+// tick scale.
+func tickScaleOf(edgesSeen []tickSample) tickScale {
 	start, end := edgesSeen[0], edgesSeen[len(edgesSeen)-1]
 	perTick := float64(end.monoNs-start.monoNs) / float64(end.ticks-start.ticks)
 	best, bestErr := kernelHZ[0], math.Inf(1)
@@ -105,7 +115,7 @@ func (l *Loader) measureTick() (tickScale, error) {
 	for _, e := range edgesSeen[1:] {
 		scale.edgeNs = min(scale.edgeNs, e.monoNs-(scale.monoNs(e.ticks)-scale.edgeNs))
 	}
-	return scale, nil
+	return scale
 }
 
 // tickClock returns a bpf.Clock that turns tick stamps into wall time, with

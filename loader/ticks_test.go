@@ -30,6 +30,29 @@ func TestTickScale(t *testing.T) {
 	}
 }
 
+// TestTickRateOfLateReadings: the edges measureTick reads over minTickSpan
+// give the kernel's rate even when a reading at either end came late (the
+// process preempted for a millisecond and a half), for every rate.
+func TestTickRateOfLateReadings(t *testing.T) {
+	for _, hz := range kernelHZ {
+		tick := 1e9 / hz
+		n := int(float64(minTickSpan.Nanoseconds())/tick) + 2
+		for _, late := range []int{0, n - 1} {
+			var edges []tickSample
+			for i := range n {
+				ns := int64(float64(i) * tick)
+				if i == late {
+					ns += 1500 * int64(time.Microsecond)
+				}
+				edges = append(edges, tickSample{ticks: 5000 + uint64(i), monoNs: 7e9 + ns})
+			}
+			if got := tickScaleOf(edges).hz; got != int64(hz) {
+				t.Errorf("%g Hz, reading %d late: measured %d Hz", hz, late, got)
+			}
+		}
+	}
+}
+
 func TestTickStamps(t *testing.T) {
 	l := loadForTest(t, Config{})
 	h := hostsFor(1, false)
