@@ -176,6 +176,16 @@ func (c Config) withDefaults() Config {
 	if c.Egress == "" {
 		c.Egress = EgressAuto
 	}
+	// The names the flags accept ("skb", "Native"), in their canonical
+	// form; a name they refuse stays, for validate to report.
+	var mode XDPMode
+	if mode.Set(string(c.XDPMode)) == nil {
+		c.XDPMode = mode
+	}
+	var egress EgressAttach
+	if egress.Set(string(c.Egress)) == nil {
+		c.Egress = egress
+	}
 	def := DefaultMapSizes()
 	if c.Sizes.Exchanges == 0 {
 		c.Sizes.Exchanges = def.Exchanges

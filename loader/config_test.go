@@ -122,6 +122,12 @@ func TestConfigValidate(t *testing.T) {
 	if err := (Config{Catalog: cat}).withDefaults().validate(); err != nil {
 		t.Errorf("a config of defaults: %v", err)
 	}
+	// The other names the flags take are made canonical, so that the
+	// attach code, which compares modes, sees them.
+	c := Config{Catalog: cat, XDPMode: "skb", Egress: "TCX"}.withDefaults()
+	if c.XDPMode != XDPGeneric || c.Egress != EgressTCX {
+		t.Errorf("skb and TCX became %q and %q", c.XDPMode, c.Egress)
+	}
 }
 
 func TestOpenNeedsAnInterface(t *testing.T) {
