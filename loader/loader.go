@@ -231,11 +231,24 @@ func (l *Loader) SetCatalog(cat *catalog.Catalog) error {
 			clearKeys = append(clearKeys, idx)
 		}
 	}
+	// A failed write may have stored some of writeKeys: note them as
+	// holding an empty entry, which no row has, so that the next catalog
+	// rewrites or clears each of them.
+	forgetWritten := func() {
+		if l.ports == nil {
+			l.ports = map[uint32]bpf.PortwatchPortEntry{}
+		}
+		for _, k := range writeKeys {
+			l.ports[k] = bpf.PortwatchPortEntry{}
+		}
+	}
 	if err := writeArray(l.objs.Ports, writeKeys, writeVals); err != nil {
+		forgetWritten()
 		return fmt.Errorf("writing the port map: %w", err)
 	}
 	// An array has no deletion: an empty entry (service 0) is "no row".
 	if err := writeArray(l.objs.Ports, clearKeys, make([]bpf.PortwatchPortEntry, len(clearKeys))); err != nil {
+		forgetWritten()
 		return fmt.Errorf("clearing the port map: %w", err)
 	}
 	l.ports = next
