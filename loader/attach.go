@@ -57,6 +57,10 @@ func (l *Loader) attachXDP(name string, nlLink netlink.Link) (XDPMode, error) {
 			return err
 		}
 		l.links = append(l.links, lk)
+		if l.xdpLinks == nil {
+			l.xdpLinks = map[string]link.Link{}
+		}
+		l.xdpLinks[name] = lk
 		return nil
 	}
 

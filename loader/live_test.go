@@ -629,3 +629,22 @@ func TestUnprivilegedError(t *testing.T) {
 		}
 	}
 }
+
+// TestDetachedInterface: deleting a watched interface drops its links;
+// Detached names it, and only it.
+func TestDetachedInterface(t *testing.T) {
+	p := newVethPair(t)
+	// A second pair in the same namespace stays.
+	ipCmd(t, "-n", p.nsA, "link", "add", "pwkeep0", "type", "veth", "peer", "name", "pwkeep1")
+	ipCmd(t, "-n", p.nsA, "link", "set", "pwkeep0", "up")
+	ipCmd(t, "-n", p.nsA, "link", "set", "pwkeep1", "up")
+	l := openIn(t, p.nsA, Config{Interfaces: []string{p.ifA, "pwkeep0"}})
+	if gone, err := l.Detached(); err != nil || len(gone) != 0 {
+		t.Fatalf("before: detached %v, %v", gone, err)
+	}
+	ipCmd(t, "-n", p.nsA, "link", "del", p.ifA) // its peer goes with it
+	gone, err := l.Detached()
+	if err != nil || len(gone) != 1 || gone[0] != p.ifA {
+		t.Errorf("after deleting %s: detached %v, %v", p.ifA, gone, err)
+	}
+}

@@ -43,7 +43,9 @@ type Loader struct {
 	nl          *netlink.Handle
 	attachments []Attachment
 	links       []link.Link
-	filters     []*clsactFilter
+	// xdpLinks are the ingress links by interface, for Detached.
+	xdpLinks map[string]link.Link
+	filters  []*clsactFilter
 
 	portsMu sync.Mutex
 	// ports mirrors the non-empty entries of the port map, so that
@@ -156,6 +158,28 @@ func (l *Loader) attachAll() error {
 // Config.Interfaces; empty for a Loader from Load.
 func (l *Loader) Attachments() []Attachment {
 	return append([]Attachment(nil), l.attachments...)
+}
+
+// Detached returns the interfaces whose ingress program is no longer
+// attached: the interface was deleted (a bond rebuilt, a NIC replugged),
+// which drops its links, and a new one of the same name is another
+// interface. Nothing is seen there any more until portwatch is restarted.
+func (l *Loader) Detached() ([]string, error) {
+	var gone []string
+	for _, a := range l.attachments {
+		lk := l.xdpLinks[a.Interface]
+		if lk == nil {
+			continue
+		}
+		info, err := lk.Info()
+		if err != nil {
+			return nil, fmt.Errorf("reading the XDP link of %s: %w", a.Interface, err)
+		}
+		if x := info.XDP(); x != nil && x.Ifindex == 0 {
+			gone = append(gone, a.Interface)
+		}
+	}
+	return gone, nil
 }
 
 // RunXDP runs the ingress program once on frame (BPF_PROG_TEST_RUN) and

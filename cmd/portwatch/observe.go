@@ -224,7 +224,14 @@ func observe(ctx context.Context, e *env, f observeFlags) int {
 	if f.duration > 0 {
 		deadline = time.After(f.duration)
 	}
+	told := map[string]bool{}
 	window := func() {
+		for _, name := range detached(be) {
+			if !told[name] {
+				told[name] = true
+				e.errorf("%s: the interface went away (deleted, or re-created under its name): nothing is watched there any more; restart portwatch to watch it again", name)
+			}
+		}
 		s, err := be.Snapshot()
 		if err != nil {
 			e.errorf("reading the counters: %v", err)
@@ -287,6 +294,21 @@ func flush(be backend) error {
 		return f.Flush()
 	}
 	return nil
+}
+
+// detached returns the interfaces a backend no longer watches (the kernel
+// backend's: the interface was deleted); none for a backend that cannot
+// tell.
+func detached(be backend) []string {
+	d, ok := be.(interface{ Detached() ([]string, error) })
+	if !ok {
+		return nil
+	}
+	names, err := d.Detached()
+	if err != nil {
+		return nil
+	}
+	return names
 }
 
 // errNoKernelBackend is why observe does not run where there is no Linux
@@ -360,7 +382,12 @@ func serveWeb(ln net.Listener, f observeFlags, be backend, v *verdicts) (*http.S
 	mux.Handle(probe.ExchangesPath, observerAPI{be: be, v: v})
 	mux.HandleFunc("/healthz", func(w http.ResponseWriter, _ *http.Request) {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		io.WriteString(w, "ok\n")
+		if gone := detached(be); len(gone) > 0 {
+			w.WriteHeader(http.StatusServiceUnavailable)
+			fmt.Fprintf(w, "detached: %s (the interface went away; restart portwatch)\n", strings.Join(gone, " "))
+		} else {
+			io.WriteString(w, "ok\n")
+		}
 		for _, a := range be.Attachments() {
 			fmt.Fprintf(w, "%s %s %s\n", a.Interface, a.Mode, a.Egress)
 		}

@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -246,6 +247,54 @@ func TestObserveAutoFallsBack(t *testing.T) {
 		if err := cmd.Wait(); err != nil {
 			t.Errorf("observe: %v", err)
 		}
+	}
+}
+
+// TestObserveInterfaceGone: when the watched interface is deleted (a bond
+// rebuilt, a NIC replugged), observe says so once and /healthz turns 503,
+// instead of reporting a health it no longer has.
+func TestObserveInterfaceGone(t *testing.T) {
+	privtest.RequireRoot(t, "observe attaches XDP in a network namespace")
+	privtest.RequireCommand(t, "curl", "make deps installs it")
+	bin := buildPortwatch(t)
+	v := newVeth(t)
+	ready := filepath.Join(t.TempDir(), "ready")
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	listen := "127.0.0.1:19717" // the namespace's own loopback
+	cmd := exec.CommandContext(ctx, "ip", "netns", "exec", v.mn, bin, "observe", "-i", v.mnIface, "-q",
+		"--backend", "xdp", "--window", "200ms", "--web.listen-address", listen, "--ready-file", ready)
+	var stderr lockedBuffer
+	cmd.Stdout, cmd.Stderr = io.Discard, &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cmd.Process.Kill(); cmd.Wait() })
+	waitFor(t, func() bool { _, err := os.Stat(ready); return err == nil }, "the ready file", &stderr)
+	healthz := func() (int, string) {
+		out, err := exec.Command("ip", "netns", "exec", v.mn, "curl", "-s", "-w", "\n%{http_code}", "http://"+listen+"/healthz").Output()
+		if err != nil {
+			return 0, err.Error()
+		}
+		text := strings.TrimSpace(string(out))
+		i := strings.LastIndexByte(text, '\n')
+		n, _ := strconv.Atoi(text[i+1:])
+		return n, text[:max(i, 0)]
+	}
+	if code, body := healthz(); code != 200 || !strings.HasPrefix(body, "ok") {
+		t.Errorf("/healthz before: %d %q", code, body)
+	}
+	if out, err := exec.Command("ip", "-n", v.mn, "link", "del", v.mnIface).CombinedOutput(); err != nil {
+		t.Fatalf("deleting %s: %v: %s", v.mnIface, err, out)
+	}
+	waitFor(t, func() bool { return strings.Contains(stderr.String(), v.mnIface+": the interface went away") }, "the message", &stderr)
+	if code, body := healthz(); code != 503 || !strings.Contains(body, "detached: "+v.mnIface) {
+		t.Errorf("/healthz after: %d %q", code, body)
+	}
+	cmd.Process.Signal(syscall.SIGTERM)
+	cmd.Wait()
+	if n := strings.Count(stderr.String(), "the interface went away"); n != 1 {
+		t.Errorf("said %d times:\n%s", n, stderr.String())
 	}
 }
 
