@@ -61,6 +61,11 @@ type Loader struct {
 	// on the monotonic clock; measured by the first snapshot (it takes a
 	// few ticks, which loading need not wait for).
 	ticks tickScale
+	// wallOffset is the wall clock less the monotonic one that stamps and
+	// snapshot times are converted with; steppedTo the last stepped offset
+	// warned of. See tickClock.
+	wallOffset, steppedTo int64
+	haveOffset            bool
 	// noBatch makes Snapshot read the per-CPU counters one entry at a
 	// time, as on kernels without batch lookups; tests set it to check the
 	// fallback.

@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"time"
 
 	"github.com/cilium/ebpf"
 	"golang.org/x/sys/unix"
@@ -37,11 +36,11 @@ func (l *Loader) Snapshot() (bpf.Snapshot, error) {
 	if err != nil {
 		return bpf.Snapshot{}, fmt.Errorf("counting CPUs: %w", err)
 	}
-	clock, err := l.tickClock()
+	clock, now, err := l.tickClock()
 	if err != nil {
 		return bpf.Snapshot{}, err
 	}
-	snap := bpf.Snapshot{Time: time.Now()}
+	snap := bpf.Snapshot{Time: now}
 
 	if snap.Services, err = l.readServices(cpus); err != nil {
 		return bpf.Snapshot{}, fmt.Errorf("reading the service counters: %w", err)

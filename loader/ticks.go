@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/cilium/ebpf"
+	"golang.org/x/sys/unix"
 
 	"portwatch/bpf"
 )
@@ -118,21 +119,55 @@ func tickScaleOf(edgesSeen []tickSample) tickScale {
 	return scale
 }
 
-// tickClock returns a bpf.Clock that turns tick stamps into wall time, with
-// the offset of the wall clock from the monotonic one read anew for every
-// snapshot (the wall clock may be stepped or slewed). The caller holds
-// snapMu.
-func (l *Loader) tickClock() (bpf.Clock, error) {
+// clockStepSlack is the largest change of the wall clock's offset from the
+// monotonic clock, between two snapshots, that tickClock follows: NTP's
+// slewing moves it by milliseconds; a larger change is a step.
+const clockStepSlack = time.Second
+
+// followOffset returns the offset to convert times with, given the one in
+// use and the one just measured: the measured one unless the wall clock was
+// stepped. A step is not followed: stamps converted across it would move
+// by the step (back: every later packet would look older than the newest
+// one seen, its exchange unchanged, until the clock caught up; the spans
+// of attempts would shrink or grow by it). Times then differ from the wall
+// clock by the step until portwatch restarts.
+func followOffset(inUse, measured int64) (offset int64, stepped bool) {
+	if d := measured - inUse; d > clockStepSlack.Nanoseconds() || d < -clockStepSlack.Nanoseconds() {
+		return inUse, true
+	}
+	return measured, false
+}
+
+// tickClock returns a bpf.Clock that turns tick stamps into wall time, and
+// the time of the snapshot on the same line. The offset of the wall clock
+// from the monotonic one is read anew for every snapshot and followed while
+// it drifts (NTP slews), not when it is stepped (followOffset). The caller
+// holds snapMu.
+func (l *Loader) tickClock() (bpf.Clock, time.Time, error) {
 	if l.ticks.hz == 0 {
 		scale, err := l.measureTick()
 		if err != nil {
-			return nil, err
+			return nil, time.Time{}, err
 		}
 		l.ticks = scale
 	}
-	offset, err := monotonicOffset()
+	measured, err := monotonicOffset()
 	if err != nil {
-		return nil, err
+		return nil, time.Time{}, err
+	}
+	if !l.haveOffset {
+		l.wallOffset, l.haveOffset = measured, true
+	}
+	offset, stepped := followOffset(l.wallOffset, measured)
+	if stepped && measured != l.steppedTo {
+		l.steppedTo = measured
+		l.log.Warn("the wall clock was stepped; portwatch keeps the time line it had, so that its judgements stay right, and its times differ from the clock by the step until it restarts",
+			"step", time.Duration(measured-l.wallOffset).String())
+	}
+	l.wallOffset = offset
+	var mono unix.Timespec
+	if err := unix.ClockGettime(unix.CLOCK_MONOTONIC, &mono); err != nil {
+		return nil, time.Time{}, fmt.Errorf("reading the monotonic clock: %w", err)
 	}
 	scale := l.ticks
 	return func(stamp uint64) time.Time {
@@ -140,5 +175,5 @@ func (l *Loader) tickClock() (bpf.Clock, error) {
 			return time.Time{}
 		}
 		return time.Unix(0, offset+scale.monoNs(stamp))
-	}, nil
+	}, time.Unix(0, offset+mono.Nano()), nil
 }

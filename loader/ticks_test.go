@@ -53,6 +53,28 @@ func TestTickRateOfLateReadings(t *testing.T) {
 	}
 }
 
+// TestFollowOffset: the wall clock's offset is followed while NTP slews it
+// and kept when the clock is stepped, either way.
+func TestFollowOffset(t *testing.T) {
+	const base = int64(1_700_000_000) * 1e9
+	for _, c := range []struct {
+		name     string
+		measured int64
+		want     int64
+		stepped  bool
+	}{
+		{"unchanged", base, base, false},
+		{"slewed", base + 3*int64(time.Millisecond), base + 3*int64(time.Millisecond), false},
+		{"stepped back a minute", base - int64(time.Minute), base, true},
+		{"stepped forward an hour", base + int64(time.Hour), base, true},
+	} {
+		got, stepped := followOffset(base, c.measured)
+		if got != c.want || stepped != c.stepped {
+			t.Errorf("%s: offset %d, stepped %v; want %d, %v", c.name, got-base, stepped, c.want-base, c.stepped)
+		}
+	}
+}
+
 func TestTickStamps(t *testing.T) {
 	l := loadForTest(t, Config{})
 	h := hostsFor(1, false)
