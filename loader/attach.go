@@ -125,11 +125,20 @@ func (l *Loader) describeAttachedXDP(name string) string {
 	xdp := nlLink.Attrs().Xdp
 	id := ebpf.ProgramID(xdp.ProgId)
 	progName := "unnamed"
-	if prog, err := ebpf.NewProgramFromID(id); err == nil {
+	prog, err := ebpf.NewProgramFromID(id)
+	if err == nil {
 		if info, err := prog.Info(); err == nil && info.Name != "" {
 			progName = info.Name
 		}
 		_ = prog.Close()
+	} else if isPermission(err) {
+		// Opening another process's program, and walking the links,
+		// takes CAP_SYS_ADMIN, which portwatch does not otherwise need:
+		// say what cannot be told, and how to find out.
+		return fmt.Sprintf("another XDP program is attached (prog id %d, %s mode; naming it, and the process that holds it, "+
+			"needs CAP_SYS_ADMIN): see `bpftool net show dev %s` and `bpftool link show`; "+
+			"if no bpf_link holds it, remove it with `ip link set dev %s xdp off`",
+			id, xdpAttachModeName(xdp.AttachMode), name, name)
 	}
 	what := fmt.Sprintf("another XDP program is attached: %s (prog id %d, %s mode)",
 		progName, id, xdpAttachModeName(xdp.AttachMode))
