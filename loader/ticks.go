@@ -159,7 +159,9 @@ func (l *Loader) tickClock() (bpf.Clock, time.Time, error) {
 		l.wallOffset, l.haveOffset = measured, true
 	}
 	offset, stepped := followOffset(l.wallOffset, measured)
-	if stepped && measured != l.steppedTo {
+	// Once per step: the measured offset jitters by microseconds from one
+	// snapshot to the next.
+	if _, again := followOffset(l.steppedTo, measured); stepped && again {
 		l.steppedTo = measured
 		l.log.Warn("the wall clock was stepped; portwatch keeps the time line it had, so that its judgements stay right, and its times differ from the clock by the step until it restarts",
 			"step", time.Duration(measured-l.wallOffset).String())
