@@ -51,6 +51,12 @@ const (
 // row is open, or it has no request to test it with.
 func (s State) Passes() bool { return s == StateOpen || s == StateUntestable }
 
+// Unconfirmed reports a one-way row (syslog, the empty datagram of a
+// service with no harmless request) that drew no error: nothing answers
+// it, so without an observer silence proves nothing either way. It does
+// not fail the gate; --observer confirms it (open) or not (blocked-inbound).
+func (r Result) Unconfirmed() bool { return r.State == StateNoAnswer && r.Reason == ReasonOneWay }
+
 // Reason is the short, stable token for the evidence behind a state.
 type Reason string
 

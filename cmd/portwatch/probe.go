@@ -46,7 +46,8 @@ blocked-return (answered, and the answer never came back, as TFTP through a
 firewall without its conntrack helper).
 
 The exit status is 0 when every required row of the profile is open (rows
-with no request to test them, marked untestable, do not count), 1 when one
+with no request to test them, marked untestable, do not count, nor do
+one-way rows that drew no error when no --observer can confirm them), 1 when one
 is not, a target could not be probed or an --output lost events, 2 for bad
 flags or input. Every
 packet goes to a target (or, for DHCP, to the broadcast address or the
@@ -263,6 +264,9 @@ type probeSummary struct {
 	// do not fail the gate. Untestable counts all such rows.
 	RequiredUntestable int `json:"required_untestable"`
 	Untestable         int `json:"untestable"`
+	// RequiredUnconfirmed counts required one-way rows sent without an
+	// error and without an observer to confirm them: not judged either.
+	RequiredUnconfirmed int `json:"required_unconfirmed"`
 	// InputSkipped counts target arguments and lines that were not targets.
 	InputSkipped int  `json:"input_skipped"`
 	Passed       bool `json:"passed"`
@@ -287,6 +291,8 @@ func summarize(rep *probe.Report) probeSummary {
 			s.RequiredOpen++
 		case r.State == probe.StateUntestable:
 			s.RequiredUntestable++
+		case r.Unconfirmed():
+			s.RequiredUnconfirmed++
 		case !r.State.Passes():
 			s.RequiredNotOpen++
 			s.NotOpen = append(s.NotOpen, fmt.Sprintf("%s %s %s", r.Target, r.Key(), r.State))
@@ -300,7 +306,7 @@ func summarize(rep *probe.Report) probeSummary {
 // probeEvent is a required row that is not open, as the verdict event the
 // observer would emit for it (docs/events.md, "Events from probe").
 func probeEvent(r probe.Result, host string, obs *probe.ObserverStatus) (classify.Event, bool) {
-	if !r.Required || r.State.Passes() || r.State == probe.StateError {
+	if !r.Required || r.State.Passes() || r.Unconfirmed() || r.State == probe.StateError {
 		return classify.Event{}, false
 	}
 	ev := classify.Event{
@@ -453,6 +459,9 @@ func writeProbeTable(w io.Writer, cfg probe.Config, rep *probe.Report, sum probe
 	}
 	fmt.Fprintf(&b, "\n%s, %s; %d required: %d open, %d not open, %d untestable (not judged)",
 		plural(sum.Targets, "target"), plural(sum.Rows, "row"), sum.Required, sum.RequiredOpen, sum.RequiredNotOpen, sum.RequiredUntestable)
+	if sum.RequiredUnconfirmed > 0 {
+		fmt.Fprintf(&b, ", %d one-way sent without error (only --observer can confirm they arrive)", sum.RequiredUnconfirmed)
+	}
 	if sum.TargetsFailed > 0 {
 		fmt.Fprintf(&b, "; %s not probed", plural(sum.TargetsFailed, "target"))
 	}

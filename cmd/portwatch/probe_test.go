@@ -142,6 +142,8 @@ func sampleReport(t *testing.T) (probe.Config, *probe.Report) {
 			row("xcatdport/tcp", probe.StateBlockedInbound, probe.ReasonNotArrived, 250*time.Microsecond, "the observer never saw the request arrive"),
 			row("xcatiport/tcp", probe.StateFiltered, probe.ReasonICMPAdminProhibited, 1200*time.Microsecond,
 				"ICMP administratively prohibited (type 3 code 13) from 10.77.1.1"),
+			row("rsyslogd/udp", probe.StateNoAnswer, probe.ReasonOneWay, 0,
+				"sent; this service never answers, so only an ICMP error or --observer can judge the path"),
 		},
 		Failed: []probe.TargetError{{Target: probe.Target{Name: "n999", Origin: "bmcs.txt:4"}, Err: errors.New("no such host")}},
 	}
@@ -158,9 +160,16 @@ func TestProbeTable(t *testing.T) {
 		t.Fatal(err)
 	}
 	golden(t, "probe-table", b.String())
-	if sum.Passed || sum.Required != 5 || sum.RequiredOpen != 1 || sum.RequiredNotOpen != 3 || sum.RequiredUntestable != 1 ||
-		sum.Untestable != 1 || sum.TargetsFailed != 1 {
+	// rsyslogd/udp, one-way and silent without an observer, is counted
+	// apart and fails nothing.
+	if sum.Passed || sum.Required != 6 || sum.RequiredOpen != 1 || sum.RequiredNotOpen != 3 || sum.RequiredUntestable != 1 ||
+		sum.RequiredUnconfirmed != 1 || sum.Untestable != 1 || sum.TargetsFailed != 1 {
 		t.Errorf("summary %+v", sum)
+	}
+	// Alone, it passes the gate.
+	alone := &probe.Report{Results: []probe.Result{rep.Results[len(rep.Results)-1]}}
+	if s := summarize(alone); !s.Passed || s.RequiredUnconfirmed != 1 {
+		t.Errorf("a one-way row without an observer: %+v", s)
 	}
 
 	b.Reset()
