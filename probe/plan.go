@@ -89,6 +89,19 @@ func Plan(cat *catalog.Catalog, role catalog.Role, services []string) ([]Check, 
 		}
 		checks = append(checks, checkFor(e))
 	}
+	if len(checks) == 0 && selected != nil {
+		// Rows were named and none can be probed: a run that sends
+		// nothing must not pass the gate.
+		why := "no row they name serves the role"
+		if len(skips) > 0 {
+			var parts []string
+			for _, sk := range skips {
+				parts = append(parts, sk.Entry.Key()+": "+sk.Why)
+			}
+			why = "nothing to send: " + strings.Join(parts, "; ")
+		}
+		return nil, skips, fmt.Errorf("--service %s: %s", strings.Join(services, ","), why)
+	}
 	return checks, skips, nil
 }
 

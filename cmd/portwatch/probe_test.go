@@ -260,6 +260,7 @@ func TestProbeUsage(t *testing.T) {
 		{[]string{"probe", "--targets-file", "/nonexistent/bmcs.txt"}, "--targets-file: open /nonexistent/bmcs.txt: no such file or directory"},
 		{[]string{"probe", "--rate", "-1", "10.0.0.1"}, "--rate -1: want 0 (no limit) or more"},
 		{[]string{"probe", "--observer-settle", "-1s", "10.0.0.1"}, "--observer-settle -1s: want a positive duration"},
+		{[]string{"probe", "--service", "dhcp", "10.0.0.1"}, "--service dhcp: nothing to send: dhcp/tcp: never carries traffic; bootps/udp carries its requirement"},
 		{[]string{"probe", "--format", "json", "--output", "cef", "10.0.0.1"}, "--output cef writes to stdout, where --format json writes its document"},
 		{[]string{"probe", "--profile", "solaris", "10.0.0.1"}, `unknown profile "solaris"`},
 	} {
