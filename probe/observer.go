@@ -256,6 +256,12 @@ func Refine(results []Result, before, after *ExchangesDoc, opts RefineOptions) {
 	for _, p := range after.Ports {
 		tracked[p.Proto+"/"+strconv.Itoa(int(p.Port))] = true
 	}
+	deltas := make([]*ObserverDelta, len(results))
+	// Per target: did the probe get an answer, did the observer see any
+	// of the requests to it. An observer that saw none, even of requests
+	// that were answered, is not on the path to that target (one observer,
+	// many targets): its silence says nothing there.
+	answered, seen := map[netip.Addr]bool{}, map[netip.Addr]bool{}
 	for i := range results {
 		r := &results[i]
 		if r.State == StateUntestable || r.State == StateError || r.Port == 0 {
@@ -275,8 +281,25 @@ func Refine(results []Result, before, after *ExchangesDoc, opts RefineOptions) {
 		if sent := uint64(max(r.Attempts, 0)); d.Attempts > sent && sent > 0 {
 			d.Foreign = d.Attempts - sent
 		}
-		r.Observer = &d
-		refineOne(r, d)
+		deltas[i] = &d
+		if len(r.ClientMAC) > 0 {
+			continue // DHCP: one exchange per interface, not per target
+		}
+		answered[r.Address] = answered[r.Address] || r.State == StateOpen
+		seen[r.Address] = seen[r.Address] || d.Attempts > 0 || d.Answers > 0
+	}
+	for i, d := range deltas {
+		if d == nil {
+			continue
+		}
+		r := &results[i]
+		if answered[r.Address] && !seen[r.Address] {
+			r.Observer = &ObserverDelta{}
+			r.Evidence += fmt.Sprintf("; observer saw none of the requests to %s, even those answered (not on this path, or NAT: see --observer-client), so it cannot confirm any", r.Address)
+			continue
+		}
+		r.Observer = d
+		refineOne(r, *d)
 	}
 }
 

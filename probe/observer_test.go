@@ -221,3 +221,31 @@ func TestObserverClient(t *testing.T) {
 		t.Errorf("nobody there: %v", err)
 	}
 }
+
+// TestRefineTargetsTheObserverCannotSee: one observer, two targets. The
+// observer sees the requests to its own host; of the other target it sees
+// nothing, not even the request that was answered, so it is not on that
+// path: that target's silent row stays the probe's own no-answer instead
+// of turning into blocked-inbound.
+func TestRefineTargetsTheObserverCannotSee(t *testing.T) {
+	other := netip.MustParseAddr("10.77.0.20")
+	at := func(r Result, addr netip.Addr) Result {
+		r.Target, r.Address = addr.String(), addr
+		return r
+	}
+	results := []Result{
+		result("xcatdport", catalog.TCP, 3001, requestTCPConnect, StateOpen, ReasonSYNACK, 1),
+		result("tftp-udp", catalog.UDP, 69, requestTFTP, StateNoAnswer, ReasonNoReply, 3),
+		at(result("xcatdport", catalog.TCP, 3001, requestTCPConnect, StateOpen, ReasonSYNACK, 1), other),
+		at(result("tftp-udp", catalog.UDP, 69, requestTFTP, StateNoAnswer, ReasonNoReply, 3), other),
+	}
+	Refine(results, doc(), doc(x("xcatdport", "tcp", 3001, 1, 1)), RefineOptions{})
+	if r := results[1]; r.State != StateBlockedInbound {
+		t.Errorf("the observer's own host: tftp %s, want %s", r.State, StateBlockedInbound)
+	}
+	for _, r := range results[2:] {
+		if r.State == StateBlockedInbound || !strings.Contains(r.Evidence, "saw none of the requests to 10.77.0.20") {
+			t.Errorf("the other target: %s %s: %q", r.Key(), r.State, r.Evidence)
+		}
+	}
+}
