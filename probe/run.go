@@ -541,6 +541,13 @@ func (r *runner) probeWith(ctx context.Context, p *pacer, tr *targetRun, c Check
 	res.End = time.Now()
 	res.State, res.Reason, res.Evidence = o.state, o.reason, o.evidence
 	res.RTT, res.Attempts, res.ICMP = o.rtt, o.attempts, o.icmp
+	if refusedOnTheWay(o.icmp, tr.addr, res.State) {
+		// A port unreachable from another host than the target: a
+		// firewall on the way rejects (iptables' REJECT sends just
+		// that), the request never got to the target to be refused.
+		res.State = StateFiltered
+		res.Evidence += ", not from the target: a firewall on the way rejects it"
+	}
 	if o.source.IsValid() {
 		if o.source.Addr().IsUnspecified() && c.Request != requestDHCP {
 			res.Source = netip.AddrPortFrom(tr.source, o.source.Port())
@@ -549,6 +556,16 @@ func (r *runner) probeWith(ctx context.Context, p *pacer, tr *targetRun, c Check
 		}
 	}
 	return res
+}
+
+// refusedOnTheWay reports a "closed" that a host other than the target
+// answered: DHCP, which asks any server, aside.
+func refusedOnTheWay(icmp *ICMPError, target netip.Addr, state State) bool {
+	if icmp == nil || state != StateClosed || !icmp.From.IsValid() || !target.IsValid() {
+		return false
+	}
+	return icmp.From.Unmap() != target.Unmap() && !target.IsUnspecified() && !target.IsMulticast() &&
+		target != netip.AddrFrom4([4]byte{255, 255, 255, 255})
 }
 
 // execute sends the check's request; it may set the result's port (a
