@@ -3,6 +3,7 @@ package probe
 import (
 	"net/netip"
 	"testing"
+	"time"
 )
 
 // TestRefusedOnTheWay: a port unreachable is the target's "closed" only when
@@ -27,6 +28,25 @@ func TestRefusedOnTheWay(t *testing.T) {
 	} {
 		if got := refusedOnTheWay(c.icmp, c.target, c.state); got != c.want {
 			t.Errorf("%s: %v, want %v", c.name, got, c.want)
+		}
+	}
+}
+
+// TestTCPDeadline: every SYN retransmission that --retries asks for leaves
+// before the deadline and gets the timeout to be answered.
+func TestTCPDeadline(t *testing.T) {
+	for _, c := range []struct {
+		timeout time.Duration
+		retries int
+		want    time.Duration
+	}{
+		{time.Second, 2, 4 * time.Second},                    // SYNs at 0, 1, 3 s
+		{300 * time.Millisecond, 1, 1300 * time.Millisecond}, // one retransmission at 1 s
+		{time.Second, 0, time.Second},
+		{time.Second, 40, 64 * time.Second}, // capped
+	} {
+		if got := tcpDeadline(c.timeout, c.retries); got != c.want {
+			t.Errorf("timeout %v, %d retries: %v, want %v", c.timeout, c.retries, got, c.want)
 		}
 	}
 }

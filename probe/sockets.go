@@ -247,14 +247,23 @@ func cancelled(o outcome, err error) outcome {
 	return o
 }
 
+// tcpDeadline is how long connectTCP waits: until the retries-th
+// retransmission of the SYN, which the kernel sends 1 s, 3 s, 7 s... after
+// the first, has had the timeout to be answered. (timeout × (retries+1)
+// ended as the second retransmission left, at 3 s, and a timeout below a
+// second let none leave.)
+func tcpDeadline(timeout time.Duration, retries int) time.Duration {
+	n := min(max(retries, 0), 6)
+	return time.Duration(1<<n-1)*time.Second + timeout
+}
+
 // connectTCP makes a TCP connection and closes it: nmap's connect scan.
-// The kernel retransmits the SYN (after 1 s, then 3 s) until the deadline,
-// timeout × (retries+1).
+// The kernel retransmits the SYN until tcpDeadline.
 func (p *pacer) connectTCP(ctx context.Context, dst netip.AddrPort, privileged bool) outcome {
 	if err := p.wait(ctx); err != nil {
 		return cancelled(outcome{}, err)
 	}
-	limit := p.timeout * time.Duration(p.retries+1)
+	limit := tcpDeadline(p.timeout, p.retries)
 	v6 := !dst.Addr().Is4() && !dst.Addr().Is4In6()
 	tryPrivileged := privileged && !p.noPrivilegedPorts.Load()
 	for try := 1; ; try++ {

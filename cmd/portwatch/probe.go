@@ -87,7 +87,7 @@ func setupProbe(fs *pflag.FlagSet) func(*env, []string) int {
 	fs.StringSliceVar(&f.services, "service", nil, "probe only these rows: `NAME` or NAME/PROTO, comma-separated or repeated (see 'portwatch catalog')")
 	f.catalog.Register(fs)
 	fs.DurationVar(&f.timeout, "timeout", probe.DefaultTimeout, "wait `DURATION` for the answer to one request")
-	fs.IntVar(&f.retries, "retries", probe.DefaultRetries, "send a request `N` more times when nothing answers (TCP: the kernel retransmits the SYN within timeout × (retries+1))")
+	fs.IntVar(&f.retries, "retries", probe.DefaultRetries, "send a request `N` more times when nothing answers (TCP: N SYN retransmissions, which the kernel sends 1 s, 3 s, 7 s... after the first)")
 	fs.IntVar(&f.concurrency, "concurrency", probe.DefaultConcurrency, "at most `N` probes in flight at once, over all targets")
 	fs.Float64Var(&f.rate, "rate", probe.DefaultRate, "at most `PPS` requests a second, over all targets (0: no limit)")
 	fs.StringVar(&f.observer, "observer", "", "confirm with the 'portwatch observe' at `URL` (http://HOST[:9717]) on the far side")
