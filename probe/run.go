@@ -502,9 +502,15 @@ func (r *runner) slowPass(ctx context.Context, runs []*targetRun, checks []Check
 				}
 				pause = slowPassSpacing
 				again := r.probeWith(ctx, slow, tr, byKey[results[i].Key()])
-				if again.State == StateNoAnswer {
+				switch again.State {
+				case StateNoAnswer:
 					results[i].Attempts += again.Attempts
 					results[i].Evidence += "; silent again on a slower pass, so not the target's ICMP rate limit"
+					continue
+				case StateError:
+					// Interrupted, or a local failure: the second pass
+					// says nothing of the target; keep the first.
+					results[i].Evidence += "; a slower second pass could not be made (" + again.Evidence + ")"
 					continue
 				}
 				again.Attempts += results[i].Attempts
