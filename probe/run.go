@@ -114,8 +114,11 @@ func (c *Config) withDefaults() error {
 	if c.SNMPCommunity == "" {
 		c.SNMPCommunity = DefaultSNMPCommunity
 	}
-	if c.DHCPMAC != nil && (len(c.DHCPMAC) < 6 || len(c.DHCPMAC) > 16) {
-		return fmt.Errorf("DHCP client hardware address %s: want 6 to 16 bytes", c.DHCPMAC)
+	// The DISCOVER is Ethernet's (htype 1, hlen 6), as the observer keys
+	// DHCP exchanges: a longer address (InfiniBand's 20 bytes) would make
+	// a DISCOVER no server answers as meant.
+	if c.DHCPMAC != nil && len(c.DHCPMAC) != 6 {
+		return fmt.Errorf("DHCP client hardware address %s: want an Ethernet address (6 bytes)", c.DHCPMAC)
 	}
 	if c.DHCPUnicast.IsValid() && !c.DHCPUnicast.Unmap().Is4() {
 		return fmt.Errorf("--dhcp-unicast %s: DHCP is IPv4", c.DHCPUnicast)
@@ -380,8 +383,8 @@ func (r *runner) prepareDHCP(tr *targetRun) error {
 	}
 	tr.mac = r.cfg.DHCPMAC
 	if tr.mac == nil {
-		if len(tr.iface.HardwareAddr) < 6 {
-			return fmt.Errorf("interface %s has no hardware address for the DHCP DISCOVER: give one with --dhcp-mac", tr.iface.Name)
+		if len(tr.iface.HardwareAddr) != 6 {
+			return fmt.Errorf("interface %s has no Ethernet address for the DHCP DISCOVER (InfiniBand's is 20 bytes): give one with --dhcp-mac", tr.iface.Name)
 		}
 		tr.mac = tr.iface.HardwareAddr
 	}

@@ -257,6 +257,7 @@ func TestProbeUsage(t *testing.T) {
 		{[]string{"probe", "--observer", "ftp://mn", "10.0.0.1"}, "want http://HOST[:PORT]"},
 		{[]string{"probe", "--dhcp-unicast", "relay", "10.0.0.1"}, `--dhcp-unicast "relay": not an IP address`},
 		{[]string{"probe", "--dhcp-mac", "zz", "10.0.0.1"}, `--dhcp-mac "zz": not a hardware address`},
+		{[]string{"probe", "--dhcp-mac", "00:00:00:00:fe:80:00:00:00:00:00:00:02:00:5e:10:00:00:00:01", "10.0.0.1"}, "want an Ethernet address (6 bytes)"},
 		{[]string{"probe", "--targets-file", "/nonexistent/bmcs.txt"}, "--targets-file: open /nonexistent/bmcs.txt: no such file or directory"},
 		{[]string{"probe", "--rate", "-1", "10.0.0.1"}, "--rate -1: want 0 (no limit) or more"},
 		{[]string{"probe", "--observer-settle", "-1s", "10.0.0.1"}, "--observer-settle -1s: want a positive duration"},
