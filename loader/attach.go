@@ -16,8 +16,8 @@ import (
 	"portwatch/bpf"
 )
 
-// attach watches one interface: stale clsact filters of a killed portwatch
-// go first, then XDP on ingress, then TC on egress.
+// attach watches one interface: XDP on ingress first, then the stale
+// clsact filters of a killed portwatch go, then TC on egress.
 func (l *Loader) attach(name string) (Attachment, error) {
 	nlLink, err := l.nl.LinkByName(name)
 	if err != nil {
@@ -29,17 +29,20 @@ func (l *Loader) attach(name string) (Attachment, error) {
 	}
 	a := Attachment{Interface: name, Ifindex: nlLink.Attrs().Index}
 
+	a.XDPMode, err = l.attachXDP(name, nlLink)
+	if err != nil {
+		return a, err
+	}
+	// Only now: a live portwatch holds the interface's XDP hook, so with
+	// ours attached, a portwatch filter left on its egress is a killed
+	// one's, whatever its handle's pid says (a pid from another pid
+	// namespace may look dead from here).
 	removed, err := removeStaleFilters(l.nl, nlLink)
 	if err != nil {
 		return a, err
 	}
 	for _, id := range removed {
 		l.log.Warn("removed a clsact filter left by a portwatch that was killed", "interface", name, "prog_id", id)
-	}
-
-	a.XDPMode, err = l.attachXDP(name, nlLink)
-	if err != nil {
-		return a, err
 	}
 	a.Egress, err = l.attachEgress(name, nlLink)
 	return a, err
