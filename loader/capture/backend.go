@@ -29,7 +29,19 @@ type Backend struct {
 	fed []uint64
 	// blockTimeout is the sources' LiveOptions.BlockTimeout (see Flush).
 	blockTimeout time.Duration
-	now          func() time.Time
+	// now reads the wall clock and elapsed a monotonic one (time since an
+	// arbitrary start); tests replace both. origin and originElapsed are
+	// their readings at the start: the time line the backend's times are
+	// on (see lineShift).
+	now           func() time.Time
+	elapsed       func() time.Duration
+	origin        time.Time
+	originElapsed time.Duration
+	// shift is what to add to a packet's kernel time stamp (wall clock)
+	// to put it on the time line; shiftAge counts packets since it was
+	// computed. Guarded by mu.
+	shift    time.Duration
+	shiftAge int
 
 	learn func(src, dst netip.Addr, sport, dport uint16, payload []byte)
 	// pending holds the datagrams the twin handed to learn while a reader
@@ -61,7 +73,9 @@ func StartBackend(interfaces []string, o BackendOptions) (*Backend, error) {
 	if len(interfaces) == 0 {
 		return nil, errors.New("capture backend: no interface (give one with -i)")
 	}
-	b := &Backend{twin: bpf.NewTwin(o.Catalog, o.Twin), now: time.Now}
+	start := time.Now()
+	b := &Backend{twin: bpf.NewTwin(o.Catalog, o.Twin), now: time.Now, elapsed: func() time.Duration { return time.Since(start) }}
+	b.origin, b.originElapsed = b.now(), b.elapsed()
 	if o.Learn != nil {
 		b.learn = o.Learn
 		// The twin calls this under mu (read feeds it with mu held).
@@ -106,10 +120,15 @@ func (b *Backend) read(i int, src LiveSource) {
 			return
 		}
 		b.mu.Lock()
+		if b.shiftAge%shiftEvery == 0 {
+			b.shift = b.lineShift()
+		}
+		b.shiftAge++
+		ts := p.Timestamp.Add(b.shift)
 		if p.Network {
-			b.twin.Network(p.EtherType, p.Data, p.WireLen, p.Timestamp)
+			b.twin.Network(p.EtherType, p.Data, p.WireLen, ts)
 		} else {
-			b.twin.Ethernet(p.Data, p.WireLen, p.Timestamp)
+			b.twin.Ethernet(p.Data, p.WireLen, ts)
 		}
 		b.fed[i]++
 		learnt := b.pending
@@ -119,6 +138,25 @@ func (b *Backend) read(i int, src LiveSource) {
 			b.learn(d.src, d.dst, d.sport, d.dport, d.payload)
 		}
 	}
+}
+
+// shiftEvery is how many packets one lineShift serves: a clock step is
+// rare, and noticing it a few packets late changes nothing.
+const shiftEvery = 256
+
+// lineNow is the time now on the backend's time line: its start's wall
+// time plus the monotonic time since. A stepped wall clock does not move it.
+func (b *Backend) lineNow() time.Time {
+	return b.origin.Add(b.elapsed() - b.originElapsed)
+}
+
+// lineShift is what moves a kernel time stamp (wall clock) onto the time
+// line: 0 until the wall clock is stepped, then the step, undone. Without
+// it a clock stepped back made every later packet look older than the
+// newest seen, its exchange unchanged, and shrank spans of attempts.
+func (b *Backend) lineShift() time.Duration {
+	// Round(0): wall readings alone, whatever monotonic one they carry.
+	return b.lineNow().Round(0).Sub(b.now().Round(0))
 }
 
 // Snapshot returns the counters now, with the packets the kernel dropped
@@ -138,7 +176,7 @@ func (b *Backend) Snapshot() (bpf.Snapshot, error) {
 		return bpf.Snapshot{}, fmt.Errorf("capture stopped: %w", b.readErr)
 	}
 	s := b.twin.Snapshot()
-	s.Time = b.now()
+	s.Time = b.lineNow()
 	s.Lost = dropped
 	return s, nil
 }
