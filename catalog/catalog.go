@@ -16,6 +16,11 @@ import (
 //go:embed xcat-ports.yaml
 var builtinYAML []byte
 
+// MaxRowName bounds a row's name: it goes into every event, summary line
+// and metric label, and a SIEM line must stay within what syslog receivers
+// take (2048 octets, RFC 5426).
+const MaxRowName = 64
+
 // BuiltinFile is the name under which errors in the embedded table are reported.
 const BuiltinFile = "catalog/xcat-ports.yaml"
 

@@ -286,6 +286,8 @@ func TestBadInput(t *testing.T) {
 			Options{}, `site.yaml:3: field "proto": unknown protocol "sctp" (want tcp or udp)`},
 		{"port out of range", "services:\n  - name: x\n    proto: tcp\n    port: 70000\n    roles: [mn]\n    need: optional\n",
 			Options{}, `site.yaml:4: field "port": port 70000 out of range (1-65535)`},
+		{"name too long", "services:\n  - name: xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx\n    proto: tcp\n    port: 4000\n    roles: [mn]\n    need: optional\n",
+			Options{}, `site.yaml:2: field "name": name of 65 characters: at most 64`},
 		{"port zero", "services:\n  - name: x\n    proto: tcp\n    port: 0\n    roles: [mn]\n    need: optional\n",
 			Options{}, `site.yaml:4: field "port": port 0 out of range (1-65535)`},
 		{"port not a number", "ports:\n  xcatdport: three\n",

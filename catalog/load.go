@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"unicode"
+	"unicode/utf8"
 
 	"go.yaml.in/yaml/v3"
 )
@@ -553,6 +554,9 @@ func parseRow(item *yaml.Node, file string, builtin bool) (*Entry, error) {
 			}
 			if strings.ContainsRune(s, '/') || strings.IndexFunc(s, unicode.IsControl) >= 0 {
 				return fmt.Errorf("name %q may not hold '/' or control characters", s)
+			}
+			if n := utf8.RuneCountInString(s); n > MaxRowName {
+				return fmt.Errorf("name of %d characters: at most %d (it goes into every event and metric label)", n, MaxRowName)
 			}
 			e.Name = s
 			return nil
