@@ -483,7 +483,11 @@ func (c *Classifier) observe(k bpf.ExchangeKey, cur *bpf.ExchangeCounters, svc *
 	switch {
 	case r != reasonNone:
 		c.block(x, svc, r, false)
-	case delta.returnBlocked > 0:
+	case delta.returnBlocked > 0 && x.pending > 0:
+		// An answer refused on its way back blocks only an exchange
+		// still waiting for one: a late duplicate answer (a retry's, a
+		// TFTP server resending its last block) refused after the client
+		// had its answer and left proves nothing.
 		c.block(x, svc, reasonNoReply, true)
 	case x.reason == reasonNone && c.enoughAttempts(x):
 		c.deferred = append(c.deferred, deferredBlock{x: x, returnPath: x.has(flagAnsweredUnconfirmed)})
@@ -525,6 +529,12 @@ func (c *Classifier) block(x *exchange, svc *serviceState, r reasonCode, returnP
 			svc.blocked[x.reason]--
 			svc.blocked[r]++
 			x.reason = r
+			if x.has(flagReturnPath) && !returnPath {
+				// The stronger evidence (an ICMP error or a reset for a
+				// request) is on the way in: no longer the return path.
+				x.flags &^= flagReturnPath
+				svc.returnBlocked--
+			}
 		}
 		return
 	}

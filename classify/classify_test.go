@@ -696,6 +696,39 @@ func TestFutureTimestamp(t *testing.T) {
 	}
 }
 
+// TestLateDuplicateAnswerRefused: a request answered, then a duplicate
+// answer (to the retry) refused by the client's host after it left: no
+// block, no return path; nothing was left unanswered.
+func TestLateDuplicateAnswerRefused(t *testing.T) {
+	cat := mustCatalog(t)
+	c := newClassifier(t, Config{Catalog: cat})
+	x := xc{svc: "ipmi/udp", client: mn, server: node1, first: 1, last: 5, attempts: 2, answers: 1}
+	if evs := c.Update(snapshot(t, cat, win{at: 10, ex: []xc{x}})); len(evs) != 0 {
+		t.Errorf("window at 10s: %q", shorts(evs))
+	}
+	x.answers, x.returnBlocked, x.last = 2, 1, 12
+	if evs := c.Update(snapshot(t, cat, win{at: 20, ex: []xc{x}})); len(evs) != 0 {
+		t.Errorf("window at 20s: %q, want nothing", shorts(evs))
+	}
+}
+
+// TestStrongerReasonOnTheWayIn: a block on the return path (TFTP answers
+// never followed up), then an ICMP port unreachable for a request: the
+// reason becomes the ICMP error's and the return-path mark goes.
+func TestStrongerReasonOnTheWayIn(t *testing.T) {
+	cat := mustCatalog(t)
+	c := newClassifier(t, Config{Catalog: cat})
+	x := xc{svc: "tftp-udp/udp", client: node1, server: mn, first: 1, last: 9, attempts: 4, answers: 4}
+	c.Update(snapshot(t, cat, win{at: 10, ex: []xc{x}}))
+	x.attempts, x.closed, x.last = 5, 1, 15
+	c.Update(snapshot(t, cat, win{at: 20, ex: []xc{x}}))
+	for _, line := range c.Summary().Services {
+		if line.Service == "tftp-udp" && (line.State != StateBlocked || line.Reason != ReasonICMPPortUnreachable || line.ReturnPath) {
+			t.Errorf("tftp-udp: %s %s return_path=%v, want blocked icmp-port-unreachable without return path", line.State, line.Reason, line.ReturnPath)
+		}
+	}
+}
+
 // bootpc (the client side of DHCP) has no traffic of its own: the answers
 // that reach port 68 are counted under bootps. The summary gives it the
 // state of bootps, answered or blocked.
