@@ -371,16 +371,21 @@ func (s *sink) Close(ctx context.Context) error {
 	return nil
 }
 
-// lastErrorClause says why the writer kept retrying ("" if it never
-// failed): a full disk or a refused connection is what the user must mend,
-// not the deadline that ended the wait.
+// lastErrorClause is the sink's Stats().LastErrorClause.
 func (s *sink) lastErrorClause() string {
 	s.errMu.Lock()
 	defer s.errMu.Unlock()
-	if s.lastError == "" {
+	return Stats{LastError: s.lastError}.LastErrorClause()
+}
+
+// LastErrorClause says why the writer kept retrying, as " (last error:
+// ...)", or "" if it never failed: a full disk or a refused connection is
+// what the user must mend, not the deadline that ended the wait.
+func (st Stats) LastErrorClause() string {
+	if st.LastError == "" {
 		return ""
 	}
-	return " (last error: " + s.lastError + ")"
+	return " (last error: " + st.LastError + ")"
 }
 
 // abandon counts an event given up because Close ran out of time.

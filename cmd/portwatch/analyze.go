@@ -265,11 +265,7 @@ func closeSinks(e *env, sinks *export.Set) (allDelivered bool) {
 		}
 		allDelivered = false
 		if err == nil { // else Close said it
-			why := ""
-			if st.LastError != "" {
-				why = " (last error: " + st.LastError + ")"
-			}
-			e.errorf("output %s: %d of %d events dropped%s", st.Name, st.Dropped, st.Emitted, why)
+			e.errorf("output %s: %d of %d events dropped%s", st.Name, st.Dropped, st.Emitted, st.LastErrorClause())
 		}
 	}
 	return allDelivered

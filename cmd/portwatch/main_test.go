@@ -23,6 +23,24 @@ func portwatch(t *testing.T, stdin string, args ...string) (int, string, string)
 	return code, out.String(), errOut.String()
 }
 
+// usageCase is a command line refused before anything starts, and what
+// its message must say.
+type usageCase struct {
+	args []string
+	want string
+}
+
+// checkUsageErrors runs each case and checks exit status 2 and the message.
+func checkUsageErrors(t *testing.T, cases []usageCase) {
+	t.Helper()
+	for _, tc := range cases {
+		code, _, stderr := portwatch(t, "", tc.args...)
+		if code != exitUsage || !strings.Contains(stderr, tc.want) {
+			t.Errorf("%v: exit %d, %q, want %d and %q", tc.args, code, stderr, exitUsage, tc.want)
+		}
+	}
+}
+
 // golden compares got with testdata/name.golden, or rewrites it with -update.
 func golden(t *testing.T, name, got string) {
 	t.Helper()

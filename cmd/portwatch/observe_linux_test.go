@@ -301,21 +301,13 @@ func TestObserveInterfaceGone(t *testing.T) {
 // TestObserveUsage: bad flags and arguments are refused before anything is
 // attached, with exit status 2 and a message naming the flag.
 func TestObserveUsage(t *testing.T) {
-	for _, tc := range []struct {
-		args []string
-		want string
-	}{
+	checkUsageErrors(t, []usageCase{
 		{[]string{"observe"}, "no interface: give one with -i IFACE"},
 		{[]string{"observe", "eth0"}, `unexpected argument "eth0" (interfaces go with -i)`},
 		{[]string{"observe", "-i", "nosuchif0", "--backend", "ebpf"}, `--backend "ebpf": want auto, xdp or capture`},
 		{[]string{"observe", "-i", "nosuchif0", "--duration", "-5s"}, "--duration -5s: want a positive duration"},
 		{[]string{"observe", "-i", "nosuchif0", "--window", "1ns"}, "--window 1ns: must be at least 100ms"},
-	} {
-		code, _, stderr := portwatch(t, "", tc.args...)
-		if code != exitUsage || !strings.Contains(stderr, tc.want) {
-			t.Errorf("%v: exit %d, %q, want %d and %q", tc.args, code, stderr, exitUsage, tc.want)
-		}
-	}
+	})
 }
 
 // TestObserveListenBeforeAttach: a busy --web.listen-address is reported

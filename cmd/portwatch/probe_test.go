@@ -247,10 +247,7 @@ func TestProbeEvents(t *testing.T) {
 }
 
 func TestProbeUsage(t *testing.T) {
-	for _, tc := range []struct {
-		args []string
-		want string
-	}{
+	checkUsageErrors(t, []usageCase{
 		{[]string{"probe"}, "no target to probe: give addresses or host names, or --targets-file FILE"},
 		{[]string{"probe", "--role", "printer", "10.0.0.1"}, `--role/--service: role "printer": want one of mn, cn, bmc, switch`},
 		{[]string{"probe", "--format", "xml", "10.0.0.1"}, `--format "xml": want table or json`},
@@ -264,12 +261,7 @@ func TestProbeUsage(t *testing.T) {
 		{[]string{"probe", "--service", "dhcp", "10.0.0.1"}, "--service dhcp: nothing to send: dhcp/tcp: never carries traffic; bootps/udp carries its requirement"},
 		{[]string{"probe", "--format", "json", "--output", "cef", "10.0.0.1"}, "--output cef writes to stdout, where --format json writes its document"},
 		{[]string{"probe", "--profile", "solaris", "10.0.0.1"}, `unknown profile "solaris"`},
-	} {
-		code, _, stderr := portwatch(t, "", tc.args...)
-		if code != exitUsage || !strings.Contains(stderr, tc.want) {
-			t.Errorf("%v: exit %d, %q, want %q", tc.args, code, stderr, tc.want)
-		}
-	}
+	})
 	// Only bad lines: nothing to probe, each line said.
 	code, _, stderr := portwatch(t, "not a host\n10.0.0.300\n", "probe", "--targets-file", "-")
 	if code != exitUsage || strings.Count(stderr, "skipped") != 2 || !strings.Contains(stderr, "no target to probe") {
