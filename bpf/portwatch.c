@@ -59,6 +59,7 @@ struct userspace_types {
 	enum slot_state slot_state;
 	enum table_shape table_shape;
 	enum flow_way flow_way;
+	enum table_id table_id;
 };
 const struct userspace_types *unused_userspace_types __attribute__((unused));
 
@@ -83,48 +84,53 @@ struct {
 	__type(value, struct parse_counters);
 } parse_stats SEC(".maps");
 
-/* The tables (see portwatch.h): arrays of slots, shared by all CPUs, so
- * their memory does not grow with the CPUs. The loader sizes them (a power
- * of two each) and sets the masks and the hash seed before loading. */
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(map_flags, BPF_F_MMAPABLE);
-	__uint(max_entries, 131072);
-	__type(key, __u32);
-	__type(value, struct exchange_slot);
-} exchanges SEC(".maps");
+/* The tables (see portwatch.h): for each, an arena of slots and an index of
+ * buckets, shared by all CPUs, so their memory does not grow with the CPUs.
+ * The loader sizes them and sets the sizes and the hash seed below before
+ * loading. */
+#define TABLE(name, slot_type, slots, buckets)                                                                 \
+	struct {                                                                                               \
+		__uint(type, BPF_MAP_TYPE_ARRAY);                                                              \
+		__uint(map_flags, BPF_F_MMAPABLE);                                                             \
+		__uint(max_entries, slots);                                                                    \
+		__type(key, __u32);                                                                            \
+		__type(value, slot_type);                                                                      \
+	} name SEC(".maps");                                                                                   \
+	struct {                                                                                               \
+		__uint(type, BPF_MAP_TYPE_ARRAY);                                                              \
+		__uint(map_flags, BPF_F_MMAPABLE);                                                             \
+		__uint(max_entries, buckets);                                                                  \
+		__type(key, __u32);                                                                            \
+		__type(value, struct index_bucket);                                                            \
+	} name##_index SEC(".maps");                                                                           \
+	const volatile __u32 name##_slots = slots;                                                             \
+	const volatile __u32 name##_bucket_mask = buckets - 1;                                                 \
+	const volatile __u32 name##_slot_mask = (slots << 1) - 1;
 
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(map_flags, BPF_F_MMAPABLE);
-	__uint(max_entries, 32768);
-	__type(key, __u32);
-	__type(value, struct ephemeral_slot);
-} ephemeral SEC(".maps");
+TABLE(exchanges, struct exchange_slot, 65536, 16384)
+TABLE(ephemeral, struct ephemeral_slot, 16384, 4096)
+TABLE(unexpected, struct unexpected_slot, 4096, 1024)
+TABLE(udp_flows, struct flow_slot, 16384, 4096)
 
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(map_flags, BPF_F_MMAPABLE);
-	__uint(max_entries, 8192);
-	__type(key, __u32);
-	__type(value, struct unexpected_slot);
-} unexpected SEC(".maps");
+/* Slots a CPU reserves at once, per table (enum table_id): at most
+ * CHUNK_MAX, and few enough that the chunks of all CPUs are a small part of
+ * the arena. Set by the loader. */
+const volatile __u32 chunk_slots[TABLE_COUNT] = {CHUNK_MAX, CHUNK_MAX, CHUNK_MAX, CHUNK_MAX};
 
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(map_flags, BPF_F_MMAPABLE);
-	__uint(max_entries, 32768);
-	__type(key, __u32);
-	__type(value, struct flow_slot);
-} udp_flows SEC(".maps");
-
-/* Slot count - 1 of each table, and the hash's seed (random per load, so a
- * sender cannot aim packets at one probe window). Set by the loader. */
-const volatile __u32 exchanges_mask = 131072 - 1;
-const volatile __u32 ephemeral_mask = 32768 - 1;
-const volatile __u32 unexpected_mask = 8192 - 1;
-const volatile __u32 udp_flows_mask = 32768 - 1;
+/* The hash's seed: random per load, so that a sender cannot aim packets at
+ * one bucket. Set by the loader. */
 const volatile __u64 table_seed = 0x2545f4914f6cdd1dULL;
+
+/* Each table's hand: slots reserved so far, all CPUs together. The slot it
+ * points at is this count modulo the arena's size. */
+__u64 table_hands[TABLE_COUNT];
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct table_chunks);
+} cpu_chunks SEC(".maps");
 
 /* A byte per client port that a remembered TFTP-style request came from,
  * set before the request's ephemeral entry is inserted and never cleared: a
@@ -246,7 +252,7 @@ static __always_inline __u64 stamp(void)
 }
 
 /* The hash of a key of words 8-byte words: a multiply-xorshift round per
- * word. Its low bits pick the home slot, its high bits the tag. */
+ * word. Its low bits pick the index bucket, its high bits the tag. */
 static __always_inline __u64 key_hash(const __u64 *key, int words)
 {
 	__u64 h = table_seed;
@@ -257,8 +263,8 @@ static __always_inline __u64 key_hash(const __u64 *key, int words)
 	return h;
 }
 
-/* A published slot's state: the hash's high bits, never SLOT_EMPTY or
- * SLOT_BUSY. */
+/* A published slot's state and the key's index tag: the hash's high bits,
+ * never SLOT_EMPTY or SLOT_BUSY. */
 static __always_inline __u32 key_tag(__u64 h)
 {
 	return (__u32)(h >> 32) | 2;
@@ -272,111 +278,203 @@ static __always_inline bool key_equal(const __u64 *a, const __u64 *b, int words)
 	return diff == 0;
 }
 
-/* Every slot starts with its state and probe distance, then the key at
- * offset 8. */
+/* Every slot starts with its state and where, then the key at offset 8. */
 #define SLOT_KEY(slot) ((__u64 *)((void *)(slot) + 8))
+#define SLOT_WHERE(slot) (((__u32 *)(slot))[1])
+
+/* One table, as the functions below take it. */
+struct table {
+	void *arena;
+	void *index;
+	__u32 slots;
+	__u32 bucket_mask;
+	__u32 slot_mask; /* an index entry's bits that hold slot + 1 */
+	int id;		 /* enum table_id */
+};
+
+#define TABLE_OF(name, table_id)                                                                               \
+	((struct table){.arena = &name,                                                                        \
+			.index = &name##_index,                                                                \
+			.slots = name##_slots,                                                                 \
+			.bucket_mask = name##_bucket_mask,                                                     \
+			.slot_mask = name##_slot_mask,                                                         \
+			.id = table_id})
+
+/* Note that a packet used a slot, so that the hand passes it by once. A
+ * store only when the bit is not set: most packets find it set. */
+static __always_inline void slot_touch(void *slot)
+{
+	__u32 where = SLOT_WHERE(slot);
+	if (!(where & SLOT_REFERENCED))
+		SLOT_WHERE(slot) = where | SLOT_REFERENCED;
+}
 
 /* The published slot holding key, or NULL; *at is set to its index. */
-static __always_inline void *table_find(void *table, __u32 mask, const __u64 *key, int words, __u64 h, __u32 *at)
+static __always_inline void *table_find(struct table *t, const __u64 *key, int words, __u64 h, __u32 *at)
 {
+	__u32 b = (__u32)h & t->bucket_mask;
+	struct index_bucket *bucket = bpf_map_lookup_elem(t->index, &b);
+	if (!bucket)
+		return 0;
 	__u32 tag = key_tag(h);
+	__u32 want = tag & ~t->slot_mask;
 #pragma clang loop unroll(disable)
-	for (__u32 i = 0; i < TABLE_PROBES; i++) {
-		__u32 idx = ((__u32)h + i) & mask;
-		__u32 *slot = bpf_map_lookup_elem(table, &idx);
+	for (int i = 0; i < BUCKET_ENTRIES; i++) {
+		__u32 entry = *(volatile __u32 *)&bucket->entry[i];
+		if ((entry & ~t->slot_mask) != want || !(entry & t->slot_mask))
+			continue;
+		__u32 idx = (entry & t->slot_mask) - 1;
+		__u32 *slot = bpf_map_lookup_elem(t->arena, &idx);
 		if (!slot)
-			return 0;
-		__u32 state = *(volatile __u32 *)slot;
-		if (state == tag && key_equal(SLOT_KEY(slot), key, words)) {
+			continue;
+		/* The entry may be stale, its slot gone to another key; or
+		 * its tag bits may match another key's. */
+		if (*(volatile __u32 *)slot == tag && key_equal(SLOT_KEY(slot), key, words)) {
+			slot_touch(slot);
 			*at = idx;
 			return slot;
 		}
-		if (state == SLOT_EMPTY)
-			return 0;
 	}
 	return 0;
 }
 
+/* The index entry of the slot at idx whose state is tag. */
+static __always_inline __u32 index_entry(struct table *t, __u32 tag, __u32 idx)
+{
+	return (tag & ~t->slot_mask) | (idx + 1);
+}
+
+/* Take the index entry of the slot at idx away, if it still has it. */
+static __always_inline void index_forget(struct table *t, __u32 where, __u32 state, __u32 idx)
+{
+	where &= SLOT_WHERE_MASK;
+	if (where == SLOT_NOT_INDEXED)
+		return;
+	__u32 b = where / BUCKET_ENTRIES;
+	struct index_bucket *bucket = bpf_map_lookup_elem(t->index, &b);
+	if (!bucket)
+		return;
+	__sync_val_compare_and_swap(&bucket->entry[where % BUCKET_ENTRIES], index_entry(t, state, idx), 0);
+}
+
+/* Index the slot at idx, being written (state SLOT_BUSY), under its key's
+ * hash: a free entry of the bucket, or else the one whose slot the hand
+ * reaches first after idx (which it just passed). Returns the entry's
+ * position for SLOT_WHERE, or SLOT_NOT_INDEXED. */
+static __always_inline __u32 index_add(struct table *t, __u64 h, __u32 idx)
+{
+	__u32 b = (__u32)h & t->bucket_mask;
+	struct index_bucket *bucket = bpf_map_lookup_elem(t->index, &b);
+	if (!bucket)
+		return SLOT_NOT_INDEXED;
+	__u32 want = index_entry(t, key_tag(h), idx);
+	__u32 victim = 0, nearest = 0xffffffff, victim_was = 0;
+#pragma clang loop unroll(disable)
+	for (int i = 0; i < BUCKET_ENTRIES; i++) {
+		__u32 *entry = &bucket->entry[i];
+		__u32 was = *(volatile __u32 *)entry;
+		if (!(was & t->slot_mask)) {
+			if (__sync_val_compare_and_swap(entry, was, want) == was)
+				return b * BUCKET_ENTRIES + i;
+			continue;
+		}
+		__u32 slot = (was & t->slot_mask) - 1;
+		__u32 d = slot > idx ? slot - idx : slot + t->slots - idx;
+		if (d < nearest) {
+			nearest = d;
+			victim = i;
+			victim_was = was;
+		}
+	}
+	if (nearest == 0xffffffff)
+		return SLOT_NOT_INDEXED;
+	victim &= BUCKET_ENTRIES - 1;
+	if (__sync_val_compare_and_swap(&bucket->entry[victim], victim_was, want) != victim_was)
+		return SLOT_NOT_INDEXED;
+	return b * BUCKET_ENTRIES + victim;
+}
+
 enum claim {
-	CLAIM_FAILED,  /* lost a race for the slot to give way: nothing stored */
-	CLAIM_FOUND,   /* another CPU stored the key meanwhile: add to its slot */
+	CLAIM_FAILED,  /* no slot could be taken: nothing stored */
+	CLAIM_FOUND,   /* the key's slot */
 	CLAIM_NEW,     /* a free slot: the caller writes the value and publishes */
-	CLAIM_EVICTED, /* the slot seen least recently: likewise */
+	CLAIM_EVICTED, /* a slot that gave way: likewise */
 };
 
-/* Find a slot for a key that table_find did not find: the first free one
- * in its window, or, when none is free, the published one whose stamp (the
- * u64 at stamp_off in the slot) is the oldest. A claimed slot holds the
- * key and the state SLOT_BUSY; the caller writes its value and then calls
- * slot_publish. */
-static __always_inline int table_claim(void *table, __u32 mask, const __u64 *key, int words, __u64 h,
-				       int stamp_off, void **out, __u32 *at)
+/* Reserve the next chunk of the arena for this CPU. */
+static __always_inline void chunk_reserve(struct table *t, struct table_chunk *c)
 {
-	__u32 tag = key_tag(h);
-	/* The oldest published slot so far, chosen without a branch: the
-	 * verifier would otherwise follow every combination of choices
-	 * through the window. Stamps stay below 2^62, so the sign of a
-	 * difference orders them. */
-	__u64 oldest = 1ULL << 62, oldest_idx = 0, oldest_state = SLOT_EMPTY;
+	__u32 chunk = chunk_slots[t->id & (TABLE_COUNT - 1)];
+	__u64 start = __sync_fetch_and_add(&table_hands[t->id & (TABLE_COUNT - 1)], chunk);
+	c->next = start % t->slots;
+	c->end = c->next + chunk;
+}
+
+/* Take a slot for a new key: the next of this CPU's chunks that is free, or
+ * that no packet used since the hand last passed (its key gives way). A
+ * used slot keeps its key and loses its mark, so that it gives way the next
+ * time round, unless a packet uses it again. When TAKE_SCAN slots in a row
+ * were all used, the next gives way whatever its mark, so that a new key
+ * always finds room. The slot taken holds the state SLOT_BUSY. */
+static __always_inline int table_take(struct table *t, void **out, __u32 *at)
+{
+	__u32 zero = 0;
+	struct table_chunks *chunks = bpf_map_lookup_elem(&cpu_chunks, &zero);
 	*out = 0;
+	if (!chunks)
+		return CLAIM_FAILED;
+	struct table_chunk *c = &chunks->table[t->id & (TABLE_COUNT - 1)];
+	__u32 *slot = 0;
+	__u32 idx = 0, state = SLOT_BUSY, where = 0;
 #pragma clang loop unroll(disable)
-	for (__u32 i = 0; i < TABLE_PROBES; i++) {
-		__u32 idx = ((__u32)h + i) & mask;
-		__u32 *slot = bpf_map_lookup_elem(table, &idx);
+	for (int i = 0; i <= TAKE_SCAN; i++) {
+		if (c->next >= c->end)
+			chunk_reserve(t, c);
+		idx = c->next++;
+		slot = bpf_map_lookup_elem(t->arena, &idx);
 		if (!slot)
 			return CLAIM_FAILED;
-		__u32 state = *(volatile __u32 *)slot;
-		if (state == SLOT_EMPTY) {
-			if (__sync_val_compare_and_swap(slot, SLOT_EMPTY, SLOT_BUSY) != SLOT_EMPTY)
-				continue; /* another CPU took it first */
-			__builtin_memcpy(SLOT_KEY(slot), key, words * 8);
-			slot[1] = i; /* the probe distance, for userspace */
-			*out = slot;
-			*at = idx;
-			return CLAIM_NEW;
-		}
+		state = *(volatile __u32 *)slot;
+		where = SLOT_WHERE(slot);
+		if (state == SLOT_EMPTY || i == TAKE_SCAN)
+			break;
 		if (state == SLOT_BUSY)
 			continue;
-		if (state == tag && key_equal(SLOT_KEY(slot), key, words)) {
-			*out = slot;
-			*at = idx;
-			return CLAIM_FOUND;
-		}
-		__u64 seen = *(__u64 *)((void *)slot + stamp_off) & ((1ULL << 62) - 1);
-		__u64 older = -((seen - oldest) >> 63); /* all ones if seen < oldest */
-		oldest = (seen & older) | (oldest & ~older);
-		oldest_idx = (idx & older) | (oldest_idx & ~older);
-		oldest_state = (state & older) | (oldest_state & ~older);
+		if (!(where & SLOT_REFERENCED))
+			break;
+		SLOT_WHERE(slot) = where & ~SLOT_REFERENCED;
 	}
-	__u32 victim = oldest_idx, victim_state = oldest_state;
-	if (victim_state == SLOT_EMPTY)
+	if (!slot || state == SLOT_BUSY || __sync_val_compare_and_swap(slot, state, SLOT_BUSY) != state)
 		return CLAIM_FAILED;
-	__u32 *slot = bpf_map_lookup_elem(table, &victim);
-	if (!slot || __sync_val_compare_and_swap(slot, victim_state, SLOT_BUSY) != victim_state)
-		return CLAIM_FAILED;
-	__builtin_memcpy(SLOT_KEY(slot), key, words * 8);
-	slot[1] = (victim - (__u32)h) & mask;
 	*out = slot;
-	*at = victim;
+	*at = idx;
+	if (state == SLOT_EMPTY)
+		return CLAIM_NEW;
+	index_forget(t, where, state, idx);
 	return CLAIM_EVICTED;
 }
 
-/* The slot of key: found (CLAIM_FOUND), or else claimed as table_claim
- * does. *out is NULL when neither worked; else *at is the slot's index. */
-static __always_inline int table_get(void *table, __u32 mask, const __u64 *key, int words, __u64 h, int stamp_off,
-				     void **out, __u32 *at)
+/* Index a slot that table_take gave and whose key and value the caller
+ * wrote, and make it visible to lookups and to userspace. An exchange is a
+ * full barrier, so no CPU sees the tag before the key. */
+static __always_inline void slot_publish(struct table *t, void *slot, __u64 h, __u32 idx)
 {
-	*out = table_find(table, mask, key, words, h, at);
-	if (*out)
-		return CLAIM_FOUND;
-	return table_claim(table, mask, key, words, h, stamp_off, out, at);
+	SLOT_WHERE(slot) = index_add(t, h, idx);
+	__sync_lock_test_and_set((__u32 *)slot, key_tag(h));
 }
 
-/* Make a claimed slot's key and value visible to lookups. An exchange is a
- * full barrier, so no CPU sees the tag before the key. */
-static __always_inline void slot_publish(void *slot, __u64 h)
+/* The slot of key: found (CLAIM_FOUND), or else a new one as table_take
+ * gives it, holding the key. *out is NULL when neither worked; else *at is
+ * the slot's index. */
+static __always_inline int table_get(struct table *t, const __u64 *key, int words, __u64 h, void **out, __u32 *at)
 {
-	__sync_lock_test_and_set((__u32 *)slot, key_tag(h));
+	*out = table_find(t, key, words, h, at);
+	if (*out)
+		return CLAIM_FOUND;
+	int got = table_take(t, out, at);
+	if (*out)
+		__builtin_memcpy(SLOT_KEY(*out), key, words * 8);
+	return got;
 }
 
 static __always_inline struct port_entry *port_lookup(__u32 slot, __u16 port)
@@ -577,9 +675,9 @@ static __always_inline int exchange_touch(struct exchange_op *op, __u32 *at)
 	__u64 now = stamp();
 	__u64 *key = (__u64 *)&op->key;
 	__u64 h = key_hash(key, KEY_WORDS(op->key));
+	struct table t = TABLE_OF(exchanges, TABLE_EXCHANGES);
 	struct exchange_slot *slot;
-	int got = table_get(&exchanges, exchanges_mask, key, KEY_WORDS(op->key), h,
-			    __builtin_offsetof(struct exchange_slot, value.last_seen), (void **)&slot, at);
+	int got = table_get(&t, key, KEY_WORDS(op->key), h, (void **)&slot, at);
 	if (!slot)
 		return CLAIM_FAILED;
 	if (got == CLAIM_FOUND) {
@@ -587,7 +685,7 @@ static __always_inline int exchange_touch(struct exchange_op *op, __u32 *at)
 		return got;
 	}
 	exchange_init(&slot->value, op, now);
-	slot_publish(slot, h);
+	slot_publish(&t, slot, h, *at);
 	return got;
 }
 
@@ -621,17 +719,18 @@ __noinline int ephemeral_remember(struct ephemeral_op *op)
 		return CLAIM_FAILED;
 	__u64 *key = (__u64 *)&op->key;
 	__u64 h = key_hash(key, KEY_WORDS(op->key));
+	struct table t = TABLE_OF(ephemeral, TABLE_EPHEMERAL);
 	struct ephemeral_slot *slot;
-	__u32 at;
-	int got = table_get(&ephemeral, ephemeral_mask, key, KEY_WORDS(op->key), h,
-			    __builtin_offsetof(struct ephemeral_slot, value.seen), (void **)&slot, &at);
+	__u32 at = 0;
+	int got = table_get(&t, key, KEY_WORDS(op->key), h, (void **)&slot, &at);
 	if (!slot)
 		return got;
 	slot->value.exchange_slot = op->exchange_slot;
 	slot->value.seen = stamp();
 	if (got != CLAIM_FOUND) {
 		slot->value.service = op->service;
-		slot_publish(slot, h);
+		slot->value.pad = 0;
+		slot_publish(&t, slot, h, at);
 	}
 	return got;
 }
@@ -649,11 +748,11 @@ __noinline __u64 ephemeral_exchange(struct ephemeral_op *op)
 	__u64 *key = (__u64 *)&op->key;
 	__u64 h = key_hash(key, KEY_WORDS(op->key));
 	__u32 at;
-	struct ephemeral_slot *es = table_find(&ephemeral, ephemeral_mask, key, KEY_WORDS(op->key), h, &at);
+	struct table et = TABLE_OF(ephemeral, TABLE_EPHEMERAL);
+	struct ephemeral_slot *es = table_find(&et, key, KEY_WORDS(op->key), h, &at);
 	if (!es)
 		return 0;
-	/* In use: the request gives way after those seen less recently. A
-	 * store only when the tick moved, so that a transfer's packets do
+	/* A store only when the tick moved, so that a transfer's packets do
 	 * not all write the line. */
 	__u64 now = stamp();
 	if (es->value.seen != now)
@@ -669,7 +768,7 @@ __noinline __u64 ephemeral_exchange(struct ephemeral_op *op)
 	__u32 hint = es->value.exchange_slot;
 	struct exchange_slot *xs = 0;
 	if (hint) {
-		__u32 idx = (hint - 1) & exchanges_mask;
+		__u32 idx = hint - 1;
 		xs = bpf_map_lookup_elem(&exchanges, &idx);
 	}
 	int got;
@@ -677,6 +776,7 @@ __noinline __u64 ephemeral_exchange(struct ephemeral_op *op)
 	 * another key (or is giving way: then not published). */
 	if (xs && *(volatile __u32 *)&xs->state > SLOT_BUSY &&
 	    key_equal(SLOT_KEY(xs), (__u64 *)&xop.key, KEY_WORDS(xop.key))) {
+		slot_touch(xs);
 		exchange_apply(&xs->value, &xop, now);
 		got = CLAIM_FOUND;
 	} else {
@@ -701,10 +801,10 @@ __noinline int unexpected_record(struct unexpected_op *op)
 	__u64 now = stamp();
 	__u64 *key = (__u64 *)&op->key;
 	__u64 h = key_hash(key, KEY_WORDS(op->key));
+	struct table t = TABLE_OF(unexpected, TABLE_UNEXPECTED);
 	struct unexpected_slot *slot;
-	__u32 at;
-	int got = table_get(&unexpected, unexpected_mask, key, KEY_WORDS(op->key), h,
-			    __builtin_offsetof(struct unexpected_slot, value.last_seen), (void **)&slot, &at);
+	__u32 at = 0;
+	int got = table_get(&t, key, KEY_WORDS(op->key), h, (void **)&slot, &at);
 	if (!slot)
 		return CLAIM_FAILED;
 	if (got == CLAIM_FOUND) {
@@ -717,7 +817,7 @@ __noinline int unexpected_record(struct unexpected_op *op)
 	}
 	__builtin_memcpy(slot->value.client, op->client, 16);
 	if (got != CLAIM_FOUND)
-		slot_publish(slot, h);
+		slot_publish(&t, slot, h, at);
 	return got;
 }
 
@@ -741,21 +841,22 @@ __noinline int flow_note(struct flow_op *op)
 		return CLAIM_FAILED;
 	__u64 *key = (__u64 *)&op->key;
 	__u64 h = key_hash(key, KEY_WORDS(op->key));
+	struct table t = TABLE_OF(udp_flows, TABLE_FLOWS);
 	struct flow_slot *slot;
-	__u32 at;
-	int got = table_get(&udp_flows, udp_flows_mask, key, KEY_WORDS(op->key), h,
-			    __builtin_offsetof(struct flow_slot, value.seen), (void **)&slot, &at);
+	__u32 at = 0;
+	int got = table_get(&t, key, KEY_WORDS(op->key), h, (void **)&slot, &at);
 	if (!slot)
 		return CLAIM_FAILED;
 	if (got != CLAIM_FOUND) {
 		slot->value.seen = stamp();
 		slot->value.ways = op->way;
-		slot_publish(slot, h);
+		slot->value.pad = 0;
+		slot_publish(&t, slot, h, at);
 		return got;
 	}
 	__u64 now = stamp();
 	if (slot->value.seen != now)
-		slot->value.seen = now; /* in use: it gives way after older ones */
+		slot->value.seen = now;
 	__u32 ways = *(volatile __u32 *)&slot->value.ways;
 	if (ways & op->answers)
 		return FLOW_ANSWER;

@@ -152,26 +152,81 @@ struct flow_value {
 };
 
 /*
- * The four tables are open-addressing hash tables, each an array of slots
- * (a power of two of them) that userspace maps into its memory and reads
- * without a system call. A key lives in the first free slot of the
- * TABLE_PROBES slots from its home slot; when all of them are taken, the
- * one seen least recently gives way (an approximate LRU, as the kernel's LRU
- * hash is). Nothing is ever deleted, so a free slot ends every search.
+ * The four tables share one design, chosen so that the first packet of a new
+ * exchange does not wait for memory: a table is an arena of slots, filled in
+ * order, and an index of buckets that finds a key's slot.
+ *
+ * The arena is an array that userspace maps into its memory and reads
+ * without a system call. A CPU takes slots for new keys from a run of
+ * consecutive slots it reserved (a chunk), so the lines a new key writes
+ * follow the ones the last new key wrote, where a slot chosen by the key's
+ * hash would be a random line of megabytes and cost a trip to memory.
+ * Reserving a chunk moves the table's hand round the arena; a slot the hand
+ * comes back to gives way to the new key (CLOCK), unless a packet used it
+ * since the hand last passed: then it keeps its key for one more round. So
+ * the keys that give way are ones no packet used for long, as in an LRU.
+ * When TAKE_SCAN slots in a row were all used (the table holds more live
+ * exchanges than it can), the next gives way anyway, so that a new key
+ * always finds room. A chunk that a CPU left unfinished while the hand went
+ * once round may make up to CHUNK_MAX newer keys give way early.
+ *
+ * The index is an array of buckets, a cache line each: BUCKET_ENTRIES
+ * entries of 32 bits, the slot + 1 in the low bits (as many as the arena
+ * needs) and bits of the key's tag above. A key's hash picks its bucket; a
+ * lookup compares the tags of that one line and reads a slot only when its
+ * tag matches. There are two entries per slot, so a bucket rarely fills;
+ * when one does, its entry whose slot the hand reaches first gives way.
+ * That slot stays in the arena, counted and read by userspace, but packets
+ * no longer find it, and the key's next packet takes a new slot. Userspace
+ * adds such copies of a key together, as it does the copies that two CPUs
+ * make when they insert the same new key at once.
  *
  * A slot's state says whether its key can be read: empty, claimed by a CPU
  * that is writing its key, or published (the key's tag: hash bits, never 0
- * or 1). Two CPUs inserting the same new key at the same moment may both
- * succeed; userspace merges such copies when it reads the table. Lookups
- * find the first copy only, so the other ages and is the first to give way;
- * the entry's counts then drop by the other's, as after an eviction. A count
- * racing with the eviction of its entry may land in the entry that takes
- * the slot: eviction takes the entry seen least recently, so this needs a
- * packet of an exchange idle for longer than every other in the window
- * to arrive during the few instructions of the eviction.
+ * or 1). Its where notes its index entry, so that the entry goes when the
+ * slot gives way, and the bit SLOT_REFERENCED, set by the packets that use
+ * the slot and cleared by the hand. A count racing with the slot's giving
+ * way may land in the key that takes it; the hand only takes slots that no
+ * packet used for a round, so this needs a packet of an idle exchange to
+ * arrive during the few instructions of the take.
  */
 enum table_shape {
-	TABLE_PROBES = 32,
+	/* Index entries per bucket: 4 bytes each, one cache line. */
+	BUCKET_ENTRIES = 16,
+	/* The most slots a CPU reserves at once; the loader may choose fewer. */
+	CHUNK_MAX = 16,
+	/* How many used slots in a row a new key passes by, at most, before
+	 * the next gives way whatever its mark. */
+	TAKE_SCAN = 64,
+	/* Bits of where: the index entry (bucket * BUCKET_ENTRIES + entry),
+	 * and whether a packet used the slot since the hand last passed. */
+	SLOT_WHERE_MASK = 0x7fffffff,
+	SLOT_NOT_INDEXED = 0x7fffffff,
+	SLOT_REFERENCED = 0x80000000,
+};
+
+/* An index entry: bits of the key's tag above its slot + 1; a free entry
+ * has no slot (its low bits are 0). */
+struct index_bucket {
+	__u32 entry[BUCKET_ENTRIES];
+};
+
+enum table_id {
+	TABLE_EXCHANGES,
+	TABLE_EPHEMERAL,
+	TABLE_UNEXPECTED,
+	TABLE_FLOWS,
+	TABLE_COUNT,
+};
+
+/* A CPU's chunk of each table: the next slot it takes and the chunk's end. */
+struct table_chunk {
+	__u32 next;
+	__u32 end;
+};
+
+struct table_chunks {
+	struct table_chunk table[TABLE_COUNT];
 };
 
 enum slot_state {
@@ -182,30 +237,28 @@ enum slot_state {
 
 struct exchange_slot {
 	__u32 state; /* enum slot_state, or the key's tag */
-	/* How many slots past the key's home slot this one is: userspace
-	 * looks back that far for another copy of the key. */
-	__u32 probe;
+	__u32 where; /* the index entry, and SLOT_REFERENCED */
 	struct exchange_key key;
 	struct exchange_value value;
 };
 
 struct ephemeral_slot {
 	__u32 state;
-	__u32 probe;
+	__u32 where;
 	struct ephemeral_key key;
 	struct ephemeral_value value;
 };
 
 struct unexpected_slot {
 	__u32 state;
-	__u32 probe;
+	__u32 where;
 	struct unexpected_key key;
 	struct unexpected_value value;
 };
 
 struct flow_slot {
 	__u32 state;
-	__u32 probe;
+	__u32 where;
 	struct flow_key key;
 	struct flow_value value;
 };

@@ -24,7 +24,7 @@ type PortwatchEphemeralKey struct {
 type PortwatchEphemeralSlot struct {
 	_     structs.HostLayout
 	State uint32
-	Probe uint32
+	Where uint32
 	Key   PortwatchEphemeralKey
 	Value PortwatchEphemeralValue
 }
@@ -56,7 +56,7 @@ const (
 type PortwatchExchangeSlot struct {
 	_     structs.HostLayout
 	State uint32
-	Probe uint32
+	Where uint32
 	Key   PortwatchExchangeKey
 	Value PortwatchExchangeValue
 }
@@ -91,7 +91,7 @@ type PortwatchFlowKey struct {
 type PortwatchFlowSlot struct {
 	_     structs.HostLayout
 	State uint32
-	Probe uint32
+	Where uint32
 	Key   PortwatchFlowKey
 	Value PortwatchFlowValue
 }
@@ -109,6 +109,11 @@ const (
 	PortwatchFlowWayFLOW_LO_TO_HI PortwatchFlowWay = 1
 	PortwatchFlowWayFLOW_HI_TO_LO PortwatchFlowWay = 2
 )
+
+type PortwatchIndexBucket struct {
+	_     structs.HostLayout
+	Entry [16]uint32
+}
 
 type PortwatchLearnMeta struct {
 	_        structs.HostLayout
@@ -205,10 +210,34 @@ const (
 	PortwatchSlotStateSLOT_BUSY  PortwatchSlotState = 1
 )
 
+type PortwatchTableChunks struct {
+	_     structs.HostLayout
+	Table [4]struct {
+		_    structs.HostLayout
+		Next uint32
+		End  uint32
+	}
+}
+
+type PortwatchTableId uint32
+
+const (
+	PortwatchTableIdTABLE_EXCHANGES  PortwatchTableId = 0
+	PortwatchTableIdTABLE_EPHEMERAL  PortwatchTableId = 1
+	PortwatchTableIdTABLE_UNEXPECTED PortwatchTableId = 2
+	PortwatchTableIdTABLE_FLOWS      PortwatchTableId = 3
+	PortwatchTableIdTABLE_COUNT      PortwatchTableId = 4
+)
+
 type PortwatchTableShape uint32
 
 const (
-	PortwatchTableShapeTABLE_PROBES PortwatchTableShape = 32
+	PortwatchTableShapeBUCKET_ENTRIES   PortwatchTableShape = 16
+	PortwatchTableShapeCHUNK_MAX        PortwatchTableShape = 16
+	PortwatchTableShapeTAKE_SCAN        PortwatchTableShape = 64
+	PortwatchTableShapeSLOT_WHERE_MASK  PortwatchTableShape = 2147483647
+	PortwatchTableShapeSLOT_NOT_INDEXED PortwatchTableShape = 2147483647
+	PortwatchTableShapeSLOT_REFERENCED  PortwatchTableShape = 2147483648
 )
 
 type PortwatchUnexpectedKey struct {
@@ -222,7 +251,7 @@ type PortwatchUnexpectedKey struct {
 type PortwatchUnexpectedSlot struct {
 	_     structs.HostLayout
 	State uint32
-	Probe uint32
+	Where uint32
 	Key   PortwatchUnexpectedKey
 	Value PortwatchUnexpectedValue
 }
@@ -239,25 +268,40 @@ type PortwatchUnexpectedValue struct {
 //
 // Used for safe lookups in a Collection or CollectionSpec.
 const (
+	PortwatchMapCpuChunks            = "cpu_chunks"
 	PortwatchMapEphemeral            = "ephemeral"
+	PortwatchMapEphemeralIndex       = "ephemeral_index"
 	PortwatchMapExchanges            = "exchanges"
+	PortwatchMapExchangesIndex       = "exchanges_index"
 	PortwatchMapLearnEvents          = "learn_events"
 	PortwatchMapParseStats           = "parse_stats"
 	PortwatchMapPorts                = "ports"
 	PortwatchMapServiceStats         = "service_stats"
 	PortwatchMapUdpFlows             = "udp_flows"
+	PortwatchMapUdpFlowsIndex        = "udp_flows_index"
 	PortwatchMapUnexpected           = "unexpected"
+	PortwatchMapUnexpectedIndex      = "unexpected_index"
 	PortwatchProgPortwatchClock      = "portwatch_clock"
 	PortwatchProgPortwatchTc         = "portwatch_tc"
 	PortwatchProgPortwatchXdp        = "portwatch_xdp"
+	PortwatchVarChunkSlots           = "chunk_slots"
 	PortwatchVarClockMonoNs          = "clock_mono_ns"
 	PortwatchVarClockTicks           = "clock_ticks"
-	PortwatchVarEphemeralMask        = "ephemeral_mask"
+	PortwatchVarEphemeralBucketMask  = "ephemeral_bucket_mask"
 	PortwatchVarEphemeralPorts       = "ephemeral_ports"
-	PortwatchVarExchangesMask        = "exchanges_mask"
+	PortwatchVarEphemeralSlotMask    = "ephemeral_slot_mask"
+	PortwatchVarEphemeralSlots       = "ephemeral_slots"
+	PortwatchVarExchangesBucketMask  = "exchanges_bucket_mask"
+	PortwatchVarExchangesSlotMask    = "exchanges_slot_mask"
+	PortwatchVarExchangesSlots       = "exchanges_slots"
+	PortwatchVarTableHands           = "table_hands"
 	PortwatchVarTableSeed            = "table_seed"
-	PortwatchVarUdpFlowsMask         = "udp_flows_mask"
-	PortwatchVarUnexpectedMask       = "unexpected_mask"
+	PortwatchVarUdpFlowsBucketMask   = "udp_flows_bucket_mask"
+	PortwatchVarUdpFlowsSlotMask     = "udp_flows_slot_mask"
+	PortwatchVarUdpFlowsSlots        = "udp_flows_slots"
+	PortwatchVarUnexpectedBucketMask = "unexpected_bucket_mask"
+	PortwatchVarUnexpectedSlotMask   = "unexpected_slot_mask"
+	PortwatchVarUnexpectedSlots      = "unexpected_slots"
 	PortwatchVarUnusedUserspaceTypes = "unused_userspace_types"
 )
 
@@ -312,28 +356,43 @@ type PortwatchProgramSpecs struct {
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type PortwatchMapSpecs struct {
-	Ephemeral    *ebpf.MapSpec `ebpf:"ephemeral"`
-	Exchanges    *ebpf.MapSpec `ebpf:"exchanges"`
-	LearnEvents  *ebpf.MapSpec `ebpf:"learn_events"`
-	ParseStats   *ebpf.MapSpec `ebpf:"parse_stats"`
-	Ports        *ebpf.MapSpec `ebpf:"ports"`
-	ServiceStats *ebpf.MapSpec `ebpf:"service_stats"`
-	UdpFlows     *ebpf.MapSpec `ebpf:"udp_flows"`
-	Unexpected   *ebpf.MapSpec `ebpf:"unexpected"`
+	CpuChunks       *ebpf.MapSpec `ebpf:"cpu_chunks"`
+	Ephemeral       *ebpf.MapSpec `ebpf:"ephemeral"`
+	EphemeralIndex  *ebpf.MapSpec `ebpf:"ephemeral_index"`
+	Exchanges       *ebpf.MapSpec `ebpf:"exchanges"`
+	ExchangesIndex  *ebpf.MapSpec `ebpf:"exchanges_index"`
+	LearnEvents     *ebpf.MapSpec `ebpf:"learn_events"`
+	ParseStats      *ebpf.MapSpec `ebpf:"parse_stats"`
+	Ports           *ebpf.MapSpec `ebpf:"ports"`
+	ServiceStats    *ebpf.MapSpec `ebpf:"service_stats"`
+	UdpFlows        *ebpf.MapSpec `ebpf:"udp_flows"`
+	UdpFlowsIndex   *ebpf.MapSpec `ebpf:"udp_flows_index"`
+	Unexpected      *ebpf.MapSpec `ebpf:"unexpected"`
+	UnexpectedIndex *ebpf.MapSpec `ebpf:"unexpected_index"`
 }
 
 // PortwatchVariableSpecs contains global variables before they are loaded into the kernel.
 //
 // It can be passed ebpf.CollectionSpec.Assign.
 type PortwatchVariableSpecs struct {
+	ChunkSlots           *ebpf.VariableSpec `ebpf:"chunk_slots"`
 	ClockMonoNs          *ebpf.VariableSpec `ebpf:"clock_mono_ns"`
 	ClockTicks           *ebpf.VariableSpec `ebpf:"clock_ticks"`
-	EphemeralMask        *ebpf.VariableSpec `ebpf:"ephemeral_mask"`
+	EphemeralBucketMask  *ebpf.VariableSpec `ebpf:"ephemeral_bucket_mask"`
 	EphemeralPorts       *ebpf.VariableSpec `ebpf:"ephemeral_ports"`
-	ExchangesMask        *ebpf.VariableSpec `ebpf:"exchanges_mask"`
+	EphemeralSlotMask    *ebpf.VariableSpec `ebpf:"ephemeral_slot_mask"`
+	EphemeralSlots       *ebpf.VariableSpec `ebpf:"ephemeral_slots"`
+	ExchangesBucketMask  *ebpf.VariableSpec `ebpf:"exchanges_bucket_mask"`
+	ExchangesSlotMask    *ebpf.VariableSpec `ebpf:"exchanges_slot_mask"`
+	ExchangesSlots       *ebpf.VariableSpec `ebpf:"exchanges_slots"`
+	TableHands           *ebpf.VariableSpec `ebpf:"table_hands"`
 	TableSeed            *ebpf.VariableSpec `ebpf:"table_seed"`
-	UdpFlowsMask         *ebpf.VariableSpec `ebpf:"udp_flows_mask"`
-	UnexpectedMask       *ebpf.VariableSpec `ebpf:"unexpected_mask"`
+	UdpFlowsBucketMask   *ebpf.VariableSpec `ebpf:"udp_flows_bucket_mask"`
+	UdpFlowsSlotMask     *ebpf.VariableSpec `ebpf:"udp_flows_slot_mask"`
+	UdpFlowsSlots        *ebpf.VariableSpec `ebpf:"udp_flows_slots"`
+	UnexpectedBucketMask *ebpf.VariableSpec `ebpf:"unexpected_bucket_mask"`
+	UnexpectedSlotMask   *ebpf.VariableSpec `ebpf:"unexpected_slot_mask"`
+	UnexpectedSlots      *ebpf.VariableSpec `ebpf:"unexpected_slots"`
 	UnusedUserspaceTypes *ebpf.VariableSpec `ebpf:"unused_userspace_types"`
 }
 
@@ -357,26 +416,36 @@ func (o *PortwatchObjects) Close() error {
 //
 // It can be passed to LoadPortwatchObjects or ebpf.CollectionSpec.LoadAndAssign.
 type PortwatchMaps struct {
-	Ephemeral    *ebpf.Map `ebpf:"ephemeral"`
-	Exchanges    *ebpf.Map `ebpf:"exchanges"`
-	LearnEvents  *ebpf.Map `ebpf:"learn_events"`
-	ParseStats   *ebpf.Map `ebpf:"parse_stats"`
-	Ports        *ebpf.Map `ebpf:"ports"`
-	ServiceStats *ebpf.Map `ebpf:"service_stats"`
-	UdpFlows     *ebpf.Map `ebpf:"udp_flows"`
-	Unexpected   *ebpf.Map `ebpf:"unexpected"`
+	CpuChunks       *ebpf.Map `ebpf:"cpu_chunks"`
+	Ephemeral       *ebpf.Map `ebpf:"ephemeral"`
+	EphemeralIndex  *ebpf.Map `ebpf:"ephemeral_index"`
+	Exchanges       *ebpf.Map `ebpf:"exchanges"`
+	ExchangesIndex  *ebpf.Map `ebpf:"exchanges_index"`
+	LearnEvents     *ebpf.Map `ebpf:"learn_events"`
+	ParseStats      *ebpf.Map `ebpf:"parse_stats"`
+	Ports           *ebpf.Map `ebpf:"ports"`
+	ServiceStats    *ebpf.Map `ebpf:"service_stats"`
+	UdpFlows        *ebpf.Map `ebpf:"udp_flows"`
+	UdpFlowsIndex   *ebpf.Map `ebpf:"udp_flows_index"`
+	Unexpected      *ebpf.Map `ebpf:"unexpected"`
+	UnexpectedIndex *ebpf.Map `ebpf:"unexpected_index"`
 }
 
 func (m *PortwatchMaps) Close() error {
 	return _PortwatchClose(
+		m.CpuChunks,
 		m.Ephemeral,
+		m.EphemeralIndex,
 		m.Exchanges,
+		m.ExchangesIndex,
 		m.LearnEvents,
 		m.ParseStats,
 		m.Ports,
 		m.ServiceStats,
 		m.UdpFlows,
+		m.UdpFlowsIndex,
 		m.Unexpected,
+		m.UnexpectedIndex,
 	)
 }
 
@@ -384,14 +453,24 @@ func (m *PortwatchMaps) Close() error {
 //
 // It can be passed to LoadPortwatchObjects or ebpf.CollectionSpec.LoadAndAssign.
 type PortwatchVariables struct {
+	ChunkSlots           *ebpf.Variable `ebpf:"chunk_slots"`
 	ClockMonoNs          *ebpf.Variable `ebpf:"clock_mono_ns"`
 	ClockTicks           *ebpf.Variable `ebpf:"clock_ticks"`
-	EphemeralMask        *ebpf.Variable `ebpf:"ephemeral_mask"`
+	EphemeralBucketMask  *ebpf.Variable `ebpf:"ephemeral_bucket_mask"`
 	EphemeralPorts       *ebpf.Variable `ebpf:"ephemeral_ports"`
-	ExchangesMask        *ebpf.Variable `ebpf:"exchanges_mask"`
+	EphemeralSlotMask    *ebpf.Variable `ebpf:"ephemeral_slot_mask"`
+	EphemeralSlots       *ebpf.Variable `ebpf:"ephemeral_slots"`
+	ExchangesBucketMask  *ebpf.Variable `ebpf:"exchanges_bucket_mask"`
+	ExchangesSlotMask    *ebpf.Variable `ebpf:"exchanges_slot_mask"`
+	ExchangesSlots       *ebpf.Variable `ebpf:"exchanges_slots"`
+	TableHands           *ebpf.Variable `ebpf:"table_hands"`
 	TableSeed            *ebpf.Variable `ebpf:"table_seed"`
-	UdpFlowsMask         *ebpf.Variable `ebpf:"udp_flows_mask"`
-	UnexpectedMask       *ebpf.Variable `ebpf:"unexpected_mask"`
+	UdpFlowsBucketMask   *ebpf.Variable `ebpf:"udp_flows_bucket_mask"`
+	UdpFlowsSlotMask     *ebpf.Variable `ebpf:"udp_flows_slot_mask"`
+	UdpFlowsSlots        *ebpf.Variable `ebpf:"udp_flows_slots"`
+	UnexpectedBucketMask *ebpf.Variable `ebpf:"unexpected_bucket_mask"`
+	UnexpectedSlotMask   *ebpf.Variable `ebpf:"unexpected_slot_mask"`
+	UnexpectedSlots      *ebpf.Variable `ebpf:"unexpected_slots"`
 	UnusedUserspaceTypes *ebpf.Variable `ebpf:"unused_userspace_types"`
 }
 

@@ -44,9 +44,9 @@ func (k *tableKey) equal(a, b addr, tail uint64) bool {
 
 // boundedMap is a hash table with the kernel table's bound: when full, the
 // least recently seen eighth of the entries is evicted. The kernel's tables
-// evict one entry at a time, the least recently seen of a probe window (see
-// portwatch.h), so the two agree exactly only below the bound; both keep
-// what was seen last.
+// evict one entry at a time, the next that no packet used since the hand
+// of its arena last passed (see portwatch.h), so the two agree exactly
+// only below the bound; both keep what was seen last.
 //
 // Entries live in one slice, in insertion order; an open-addressing index
 // (linear probing, at most half full) points into it. A slot holds the

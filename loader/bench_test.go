@@ -93,9 +93,9 @@ func benchFrames(b *testing.B, prog, empty *ebpf.Program, frames [][]byte) (prog
 }
 
 // newExchangeRound is how many new exchanges one round of
-// benchNewExchanges inserts: a quarter of BenchmarkMix's table bound, an
-// eighth of its slots.
-const newExchangeRound = 1 << 16
+// benchNewExchanges inserts: a quarter of the default exchange table, and
+// as many TFTP requests as the default ephemeral table holds.
+const newExchangeRound = DefaultMaxEphemeral
 
 // benchNewExchanges is benchFrames for a program that makes a new entry on
 // every run: reset empties the tables before each round of n runs.
@@ -159,8 +159,7 @@ func BenchmarkMix(b *testing.B) {
 	}
 	for _, hk := range benchHooks {
 		b.Run(hk.name, func(b *testing.B) {
-			// Tables large enough that new clients do not evict.
-			l := loadForTest(b, Config{Sizes: MapSizes{Exchanges: 4 * newExchangeRound, Ephemeral: 4 * newExchangeRound, Unexpected: 4096, Flows: 1 << 16}})
+			l := loadForTest(b, Config{})
 			prog, empty := hk.prog(l), hk.empty(b)
 			for _, p := range pkts {
 				if _, err := prog.Run(&ebpf.RunOptions{Data: p.frame}); err != nil {
@@ -200,14 +199,15 @@ func BenchmarkMix(b *testing.B) {
 				frame := append([]byte(nil), p.frame...)
 				clientOutsideMix(frame, p.class)
 				b.Run("new-exchange/"+p.class, func(b *testing.B) {
-					// Into tables below their bound: emptied before every
-					// round, which then fills a quarter of it.
+					// Into tables of the default size: emptied before
+					// every round, which then fills them no further than
+					// their bound.
 					benchNewExchanges(b, fresh, freshEmpty, frame, newExchangeRound, func() { clearTables(b, l) })
 				})
 				if p.class == "tcp-syn" {
 					b.Run("new-exchange-full-table/"+p.class, func(b *testing.B) {
 						// A flood of new clients into a full table: every
-						// insert searches its whole window and evicts.
+						// insert makes another exchange give way.
 						benchFrames(b, fresh, freshEmpty, [][]byte{frame})
 					})
 				}

@@ -97,20 +97,19 @@ const (
 	DefaultMaxUnexpected = 4096
 	DefaultMaxFlows      = 16384
 
-	// MinMapEntries keeps a table several probe windows wide, so that a
-	// few busy hosts cannot crowd everything else out.
+	// MinMapEntries keeps a table many chunks and index buckets wide, so
+	// that a few busy hosts cannot crowd everything else out.
 	MinMapEntries = 256
 	// MaxMapEntries bounds a table at 16 Mi entries: the exchange table is
 	// then 4.5 GiB of kernel memory, more than any cluster needs.
 	MaxMapEntries = 1 << 24
 )
 
-// MapSizes are the capacities of the kernel's tables. Each gets twice as
-// many slots, rounded up to a power of two; a new entry that finds no free
-// slot near its hash takes the place of the least recently seen entry
-// there (below the capacity this is rare). The classifier treats a vanished
-// exchange as evicted, so a table that is too small loses evidence, not
-// correctness.
+// MapSizes are the capacities of the kernel's tables: each holds that many
+// entries (rounded up to whole chunks of its slots). Once a table is full, a
+// new entry takes the place of one that no packet used for longest (see
+// bpf/portwatch.h). The classifier treats a vanished exchange as evicted, so
+// a table that is too small loses evidence, not correctness.
 type MapSizes struct {
 	Exchanges  int // (service, client, server) exchanges
 	Ephemeral  int // TFTP-style requests waiting for an answer from a new server port
@@ -164,7 +163,7 @@ type Config struct {
 	Log *slog.Logger
 
 	// tableSeed, when not zero, replaces the tables' random hash seed, so
-	// that a test knows which keys share a probe window.
+	// that a test knows which keys share an index bucket.
 	tableSeed uint64
 }
 

@@ -80,7 +80,8 @@ func clearTable(tb testing.TB, m *ebpf.Map) {
 
 // clearTables empties the loader's four tables.
 func clearTables(tb testing.TB, l *Loader) {
-	for _, m := range []*ebpf.Map{l.objs.Exchanges, l.objs.Ephemeral, l.objs.Unexpected, l.objs.UdpFlows} {
+	for _, m := range []*ebpf.Map{l.objs.Exchanges, l.objs.Ephemeral, l.objs.Unexpected, l.objs.UdpFlows,
+		l.objs.ExchangesIndex, l.objs.EphemeralIndex, l.objs.UnexpectedIndex, l.objs.UdpFlowsIndex} {
 		clearTable(tb, m)
 	}
 }

@@ -98,7 +98,11 @@ func Load(cfg Config) (*Loader, error) {
 	if err != nil {
 		return nil, fmt.Errorf("reading the embedded BPF object: %w", err)
 	}
-	if err := sizeMaps(spec, cfg.Sizes, cfg.tableSeed); err != nil {
+	cpus, err := ebpf.PossibleCPU()
+	if err != nil {
+		return nil, fmt.Errorf("counting CPUs: %w", err)
+	}
+	if err := sizeMaps(spec, cfg.Sizes, cpus, cfg.tableSeed); err != nil {
 		return nil, err
 	}
 	l := &Loader{cfg: cfg, log: cfg.Log, ports: map[uint32]bpf.PortwatchPortEntry{}}

@@ -53,8 +53,9 @@ type MapMemory struct {
 
 // EstimateMemory models the kernel memory of every map at the given sizes on
 // a machine with cpus possible CPUs. It needs no privileges: sizes come from
-// the embedded object. The tables' sizes do not depend on cpus: each is one
-// array shared by all CPUs.
+// the embedded object. The tables do not grow with cpus: each is an arena
+// and an index shared by all CPUs (only a table too small for cpus chunks
+// of the largest size is rounded up to whole chunks, a few slots).
 func EstimateMemory(sizes MapSizes, cpus int) ([]MapMemory, error) {
 	if cpus < 1 {
 		return nil, fmt.Errorf("EstimateMemory: %d CPUs", cpus)
@@ -63,7 +64,7 @@ func EstimateMemory(sizes MapSizes, cpus int) ([]MapMemory, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := sizeMaps(spec, sizes, 0); err != nil {
+	if err := sizeMaps(spec, sizes, cpus, 0); err != nil {
 		return nil, err
 	}
 	var out []MapMemory
@@ -147,14 +148,19 @@ func (l *Loader) Memory() ([]MapMemory, error) {
 		return nil, err
 	}
 	maps := map[string]*ebpf.Map{
-		bpf.PortwatchMapEphemeral:    l.objs.Ephemeral,
-		bpf.PortwatchMapExchanges:    l.objs.Exchanges,
-		bpf.PortwatchMapLearnEvents:  l.objs.LearnEvents,
-		bpf.PortwatchMapParseStats:   l.objs.ParseStats,
-		bpf.PortwatchMapPorts:        l.objs.Ports,
-		bpf.PortwatchMapServiceStats: l.objs.ServiceStats,
-		bpf.PortwatchMapUdpFlows:     l.objs.UdpFlows,
-		bpf.PortwatchMapUnexpected:   l.objs.Unexpected,
+		bpf.PortwatchMapCpuChunks:       l.objs.CpuChunks,
+		bpf.PortwatchMapEphemeral:       l.objs.Ephemeral,
+		bpf.PortwatchMapEphemeralIndex:  l.objs.EphemeralIndex,
+		bpf.PortwatchMapExchanges:       l.objs.Exchanges,
+		bpf.PortwatchMapExchangesIndex:  l.objs.ExchangesIndex,
+		bpf.PortwatchMapLearnEvents:     l.objs.LearnEvents,
+		bpf.PortwatchMapParseStats:      l.objs.ParseStats,
+		bpf.PortwatchMapPorts:           l.objs.Ports,
+		bpf.PortwatchMapServiceStats:    l.objs.ServiceStats,
+		bpf.PortwatchMapUdpFlows:        l.objs.UdpFlows,
+		bpf.PortwatchMapUdpFlowsIndex:   l.objs.UdpFlowsIndex,
+		bpf.PortwatchMapUnexpected:      l.objs.Unexpected,
+		bpf.PortwatchMapUnexpectedIndex: l.objs.UnexpectedIndex,
 	}
 	for i := range out {
 		m, ok := maps[out[i].Name]

@@ -19,7 +19,7 @@ type snapshotBuffers struct {
 	parseVals   []bpf.PortwatchParseCounters   // one per CPU
 	// lastExchanges sizes the next snapshot's exchange list.
 	lastExchanges int
-	slotOf        []int // readExchanges' scratch
+	copies        copyIndex // readExchanges' scratch
 }
 
 // Snapshot reads the cumulative counters: per-service and parse counters
@@ -51,7 +51,7 @@ func (l *Loader) Snapshot() (bpf.Snapshot, error) {
 
 	// Growing a slice of 100,000 entries costs more than reading them.
 	snap.Exchanges = make([]bpf.ExchangeEntry, 0, l.snap.lastExchanges+l.snap.lastExchanges/8)
-	snap.Exchanges, l.snap.slotOf = readExchanges(l.exchangeTable, clock, snap.Exchanges, l.snap.slotOf)
+	snap.Exchanges = readExchanges(l.exchangeTable, clock, snap.Exchanges, &l.snap.copies)
 	l.snap.lastExchanges = len(snap.Exchanges)
 	snap.Unexpected = make(map[bpf.UnexpectedKey]bpf.UnexpectedCounters)
 	readUnexpected(l.unexpectedTable, clock, snap.Unexpected)

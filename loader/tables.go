@@ -4,8 +4,8 @@ import (
 	"crypto/rand"
 	"encoding/binary"
 	"fmt"
+	"math/bits"
 	"os"
-	"sort"
 	"sync/atomic"
 	"unsafe"
 
@@ -15,51 +15,96 @@ import (
 	"portwatch/bpf"
 )
 
-// The program's four tables are open-addressing hash tables in arrays of
-// slots (see bpf/portwatch.h): a key lives in one of the tableProbes slots
-// from its home slot, a slot is published once its key is written, and
-// nothing is ever deleted. The loader sizes them, and reads the exchange and
-// unexpected-port tables through a read-only memory mapping: a snapshot
-// is a memory copy, not a system call per batch of entries.
+// The program's four tables (see bpf/portwatch.h) are each an arena of slots,
+// which CPUs fill in order, a chunk of consecutive slots at a time, and an
+// index of buckets that finds a key's slot. A slot is published once its key
+// is written; the hand that hands out chunks makes the slot it comes back to
+// give way, unless a packet used it since it last passed. The loader sizes
+// them, and reads the exchange and unexpected-port arenas through a
+// read-only memory mapping: a snapshot is a memory copy, not a system call
+// per batch of entries.
 
 const (
-	tableProbes = int(bpf.PortwatchTableShapeTABLE_PROBES)
-	slotEmpty   = uint32(bpf.PortwatchSlotStateSLOT_EMPTY)
-	slotBusy    = uint32(bpf.PortwatchSlotStateSLOT_BUSY)
+	bucketEntries = int(bpf.PortwatchTableShapeBUCKET_ENTRIES)
+	chunkMax      = int(bpf.PortwatchTableShapeCHUNK_MAX)
+	slotEmpty     = uint32(bpf.PortwatchSlotStateSLOT_EMPTY)
+	slotBusy      = uint32(bpf.PortwatchSlotStateSLOT_BUSY)
 )
 
-// tableSlots is the slot count of a table that should hold entries keys:
-// twice as many, a power of two, so that at its bound the table is at most
-// half full and a full probe window (which makes the oldest key of the
-// window give way) stays rare.
-func tableSlots(entries int) uint32 {
-	return uint32(nextPow2(uint64(max(2*entries, 2*tableProbes))))
+// tableShape is how a table that should hold entries keys is laid out on a
+// machine of cpus CPUs.
+type tableShape struct {
+	// slots is the arena's size: entries, rounded up to whole chunks.
+	slots uint32
+	// buckets is the index's size: two entries per slot, a power of two
+	// of buckets, so that a bucket fills only when many keys share it.
+	buckets uint32
+	// chunk is how many slots a CPU reserves at once: at most chunkMax,
+	// and small enough that the chunks of all CPUs together are at most
+	// a quarter of the arena, where slots sit reserved but unused.
+	chunk uint32
 }
 
-// sizeMaps sizes the tables on the spec before load (the map and the
-// variable that holds its slot count - 1), and seeds their hash: with seed,
-// or when it is zero with a random seed, so that a sender cannot aim
-// packets at one probe window.
-func sizeMaps(spec *ebpf.CollectionSpec, s MapSizes, seed uint64) error {
-	for _, t := range []struct {
-		name, mask string
-		entries    int
-	}{
-		{bpf.PortwatchMapExchanges, "exchanges_mask", s.Exchanges},
-		{bpf.PortwatchMapEphemeral, "ephemeral_mask", s.Ephemeral},
-		{bpf.PortwatchMapUnexpected, "unexpected_mask", s.Unexpected},
-		{bpf.PortwatchMapUdpFlows, "udp_flows_mask", s.Flows},
-	} {
-		m, ok := spec.Maps[t.name]
-		v, vok := spec.Variables[t.mask]
-		if !ok || !vok {
-			return fmt.Errorf("the embedded BPF object has no table %q: rebuild it with `make generate`", t.name)
+// slotMask is the low bits of an index entry, which hold a slot + 1.
+func (s tableShape) slotMask() uint32 { return 1<<bits.Len32(s.slots) - 1 }
+
+func shapeTable(entries, cpus int) tableShape {
+	chunk := min(max(entries/(4*max(cpus, 1)), 1), chunkMax)
+	slots := (entries + chunk - 1) / chunk * chunk
+	buckets := nextPow2(uint64(max((2*slots+bucketEntries-1)/bucketEntries, 1)))
+	return tableShape{slots: uint32(slots), buckets: uint32(buckets), chunk: uint32(chunk)}
+}
+
+// tableNames are a table's arena map, index map and the variables that
+// hold their sizes, in the order of the program's enum table_id.
+var tableNames = [...]struct{ arena, index string }{
+	bpf.PortwatchTableIdTABLE_EXCHANGES:  {bpf.PortwatchMapExchanges, bpf.PortwatchMapExchangesIndex},
+	bpf.PortwatchTableIdTABLE_EPHEMERAL:  {bpf.PortwatchMapEphemeral, bpf.PortwatchMapEphemeralIndex},
+	bpf.PortwatchTableIdTABLE_UNEXPECTED: {bpf.PortwatchMapUnexpected, bpf.PortwatchMapUnexpectedIndex},
+	bpf.PortwatchTableIdTABLE_FLOWS:      {bpf.PortwatchMapUdpFlows, bpf.PortwatchMapUdpFlowsIndex},
+}
+
+// sizeMaps sizes the tables on the spec before load for a machine of cpus
+// CPUs (the maps and the variables that hold their sizes), and seeds their
+// hash: with seed, or when it is zero with a random seed, so that a sender
+// cannot aim packets at one bucket.
+func sizeMaps(spec *ebpf.CollectionSpec, s MapSizes, cpus int, seed uint64) error {
+	entries := [...]int{
+		bpf.PortwatchTableIdTABLE_EXCHANGES:  s.Exchanges,
+		bpf.PortwatchTableIdTABLE_EPHEMERAL:  s.Ephemeral,
+		bpf.PortwatchTableIdTABLE_UNEXPECTED: s.Unexpected,
+		bpf.PortwatchTableIdTABLE_FLOWS:      s.Flows,
+	}
+	var chunks [len(tableNames)]uint32
+	for id, names := range tableNames {
+		arena, ok := spec.Maps[names.arena]
+		index, iok := spec.Maps[names.index]
+		slots, sok := spec.Variables[names.arena+"_slots"]
+		mask, mok := spec.Variables[names.arena+"_bucket_mask"]
+		slotMask, smok := spec.Variables[names.arena+"_slot_mask"]
+		if !ok || !iok || !sok || !mok || !smok {
+			return fmt.Errorf("the embedded BPF object has no table %q: rebuild it with `make generate`", names.arena)
 		}
-		slots := tableSlots(t.entries)
-		m.MaxEntries = slots
-		if err := v.Set(slots - 1); err != nil {
-			return fmt.Errorf("sizing table %s: %w", t.name, err)
+		shape := shapeTable(entries[id], cpus)
+		arena.MaxEntries = shape.slots
+		index.MaxEntries = shape.buckets
+		if err := slots.Set(shape.slots); err != nil {
+			return fmt.Errorf("sizing table %s: %w", names.arena, err)
 		}
+		if err := mask.Set(shape.buckets - 1); err != nil {
+			return fmt.Errorf("sizing table %s: %w", names.arena, err)
+		}
+		if err := slotMask.Set(shape.slotMask()); err != nil {
+			return fmt.Errorf("sizing table %s: %w", names.arena, err)
+		}
+		chunks[id] = shape.chunk
+	}
+	v, ok := spec.Variables["chunk_slots"]
+	if !ok {
+		return fmt.Errorf("the embedded BPF object has no chunk_slots: rebuild it with `make generate`")
+	}
+	if err := v.Set(chunks); err != nil {
+		return fmt.Errorf("sizing the tables' chunks: %w", err)
 	}
 	if seed == 0 {
 		var b [8]byte
@@ -68,7 +113,7 @@ func sizeMaps(spec *ebpf.CollectionSpec, s MapSizes, seed uint64) error {
 		}
 		seed = binary.NativeEndian.Uint64(b[:])
 	}
-	v, ok := spec.Variables["table_seed"]
+	v, ok = spec.Variables["table_seed"]
 	if !ok {
 		return fmt.Errorf("the embedded BPF object has no table_seed: rebuild it with `make generate`")
 	}
@@ -112,31 +157,24 @@ func (t *slotTable[S]) close() error {
 	return err
 }
 
-// slotHead is how every slot starts (the generated types' State and Probe):
-// readSlots reads these two through it, whatever the slot's type.
+// slotHead is how every slot starts (the generated types' State and
+// Where): readSlots reads the state through it, whatever the slot's type.
 type slotHead struct {
 	state uint32 // SLOT_EMPTY, SLOT_BUSY or the key's tag
-	probe uint32 // slots past the key's home slot
+	where uint32 // the slot's index entry, and SLOT_REFERENCED
 }
 
 func head[S any](s *S) *slotHead { return (*slotHead)(unsafe.Pointer(s)) }
 
-// readSlots calls visit with a copy of every published slot, in slot order,
-// and then calls dup for every slot whose key an earlier slot of its
-// window also holds (two CPUs inserted the key at once), with the index of
-// that earlier slot, which was visited: its counts belong to that entry.
-// key gives a slot's key.
+// readSlots calls visit with a copy of every published slot, in slot order.
+// A key may be in several slots: two CPUs inserted it at once, or its index
+// entry gave way to another key's and a later packet of it took a new slot.
+// Each copy holds the counts of its own packets; the callers add them up.
 //
 // The kernel goes on writing while this reads: a slot whose state changes
 // during the copy is being given to another key, and is read again; one
 // that keeps changing is left out of this snapshot.
-func readSlots[S, K comparable](slots []S, key func(*S) K, visit func(i int, s *S), dup func(i, of int, s *S)) {
-	mask := len(slots) - 1
-	type later struct {
-		i, of int
-		s     S
-	}
-	var dups []later
+func readSlots[S any](slots []S, visit func(s *S)) {
 	var s S // one copy for all: visit's argument would make a slot's escape
 	for i := range slots {
 		st := atomic.LoadUint32(&head(&slots[i]).state)
@@ -156,74 +194,107 @@ func readSlots[S, K comparable](slots []S, key func(*S) K, visit func(i int, s *
 				break
 			}
 		}
-		if !stable {
-			continue
+		if stable {
+			visit(&s)
 		}
-		// Another copy of the key lies between its home slot and this
-		// one, which the kernel noted as the probe distance. The search
-		// wraps around the table's end, so of two copies exactly one
-		// finds the other; the earliest found is the one every copy
-		// merges into.
-		of := -1
-		k := key(&s)
-		for back := 1; back <= int(min(head(&s).probe, uint32(tableProbes-1))); back++ {
-			j := (i - back) & mask
-			if atomic.LoadUint32(&head(&slots[j]).state) == st && key(&slots[j]) == k {
-				of = j
-			}
-		}
-		if of >= 0 {
-			dups = append(dups, later{i, of, s})
-			continue
-		}
-		visit(i, &s)
-	}
-	for _, d := range dups {
-		dup(d.i, d.of, &d.s)
 	}
 }
 
-func exchangeKey(s *bpf.PortwatchExchangeSlot) bpf.PortwatchExchangeKey       { return s.Key }
-func unexpectedKey(s *bpf.PortwatchUnexpectedSlot) bpf.PortwatchUnexpectedKey { return s.Key }
-
-// readExchanges appends the exchange table's entries to out. slotOf is
-// scratch, reused between snapshots: the slot of each entry of out.
+// readExchanges appends the exchange table's entries to out, one per key.
+// copies is scratch, reused between snapshots.
 func readExchanges(t *slotTable[bpf.PortwatchExchangeSlot], clock bpf.Clock, out []bpf.ExchangeEntry,
-	slotOf []int) ([]bpf.ExchangeEntry, []int) {
-	slotOf = slotOf[:0]
+	copies *copyIndex) []bpf.ExchangeEntry {
+	copies.reset(cap(out) - len(out))
 	base := len(out)
-	readSlots(t.slots, exchangeKey,
-		func(i int, s *bpf.PortwatchExchangeSlot) {
-			key, c := bpf.Exchange(s.Key, s.Value, clock)
-			out = append(out, bpf.ExchangeEntry{Key: key, Counters: c})
-			slotOf = append(slotOf, i)
-		},
-		func(i, of int, s *bpf.PortwatchExchangeSlot) {
-			key, c := bpf.Exchange(s.Key, s.Value, clock)
-			// The first copy's slot may have gone to another key
-			// between its read and this one's.
-			at := sort.SearchInts(slotOf, of)
-			if at == len(slotOf) || slotOf[at] != of || out[base+at].Key != key {
-				out = append(out, bpf.ExchangeEntry{Key: key, Counters: c})
-				return
-			}
+	readSlots(t.slots, func(s *bpf.PortwatchExchangeSlot) {
+		key, c := bpf.Exchange(s.Key, s.Value, clock)
+		at, seen := copies.findOrAdd(s.State, len(out)-base, func(i int) bool { return out[base+i].Key == key })
+		if seen {
 			mergeExchange(&out[base+at].Counters, c)
-		})
-	return out, slotOf
+			return
+		}
+		out = append(out, bpf.ExchangeEntry{Key: key, Counters: c})
+	})
+	return out
+}
+
+// copyIndex finds the entry that an earlier copy of a key made. It hashes
+// nothing itself: two copies of a key carry the same tag, the hash bits
+// the kernel published as the slot's state, so it looks copies up by tag
+// (open addressing, at most half full) and compares keys only when tags
+// match.
+type copyIndex struct {
+	slots []copySlot
+	mask  uint32
+	n     int
+}
+
+type copySlot struct {
+	tag uint32
+	at  int32 // the entry + 1; 0: free
+}
+
+// reset empties the index, sized for about n entries.
+func (c *copyIndex) reset(n int) {
+	c.n = 0
+	c.resize(int(nextPow2(uint64(max(2*n, 1024)))))
+}
+
+func (c *copyIndex) resize(size int) {
+	old := c.slots
+	if cap(c.slots) >= size && c.n == 0 {
+		c.slots = c.slots[:size]
+		clear(c.slots)
+	} else {
+		c.slots = make([]copySlot, size)
+	}
+	c.mask = uint32(size - 1)
+	if c.n == 0 {
+		return
+	}
+	for _, s := range old {
+		if s.at != 0 {
+			i := c.home(s.tag)
+			for c.slots[i].at != 0 {
+				i = (i + 1) & c.mask
+			}
+			c.slots[i] = s
+		}
+	}
+}
+
+// home is a tag's first slot. A tag's low two bits carry no hash (the
+// kernel sets bit 1).
+func (c *copyIndex) home(tag uint32) uint32 { return tag >> 2 & c.mask }
+
+// findOrAdd returns the entry of an earlier copy of a key with this tag,
+// for which same reports true, or else notes entry as the key's and
+// returns it with seen false.
+func (c *copyIndex) findOrAdd(tag uint32, entry int, same func(int) bool) (at int, seen bool) {
+	for i := c.home(tag); ; i = (i + 1) & c.mask {
+		s := &c.slots[i]
+		if s.at == 0 {
+			*s = copySlot{tag: tag, at: int32(entry + 1)}
+			if c.n++; 2*c.n > len(c.slots) {
+				c.resize(2 * len(c.slots))
+			}
+			return entry, false
+		}
+		if s.tag == tag && same(int(s.at-1)) {
+			return int(s.at - 1), true
+		}
+	}
 }
 
 // readUnexpected fills out from the unexpected-port table.
 func readUnexpected(t *slotTable[bpf.PortwatchUnexpectedSlot], clock bpf.Clock, out map[bpf.UnexpectedKey]bpf.UnexpectedCounters) {
-	add := func(s *bpf.PortwatchUnexpectedSlot) {
+	readSlots(t.slots, func(s *bpf.PortwatchUnexpectedSlot) {
 		key, c := bpf.Unexpected(s.Key, s.Value, clock)
 		if prev, ok := out[key]; ok {
 			c = mergeUnexpected(prev, c)
 		}
 		out[key] = c
-	}
-	readSlots(t.slots, unexpectedKey,
-		func(_ int, s *bpf.PortwatchUnexpectedSlot) { add(s) },
-		func(_, _ int, s *bpf.PortwatchUnexpectedSlot) { add(s) })
+	})
 }
 
 // mergeExchange adds the counts of a second copy of an exchange to c.
