@@ -252,8 +252,8 @@ func (f *Flags) Register(fs *pflag.FlagSet) {
 			"the socket buffer; any driver), or auto (native, else generic; the mode each interface got is logged "+
 			"and exported)")
 	fs.IntVar(&f.Sizes.Exchanges, "max-exchanges", DefaultMaxExchanges,
-		"kernel table of tracked (service, client, server) exchanges; when full, the one seen least recently "+
-			"among those that hash near a new one gives way. About 300 bytes each, one table shared by all CPUs")
+		"kernel table of tracked (service, client, server) exchanges; when full, a new one takes the place of "+
+			"one that no packet used for long. About 150 bytes each, one table shared by all CPUs")
 	fs.IntVar(&f.Sizes.Ephemeral, "max-ephemeral", DefaultMaxEphemeral,
 		"kernel table of TFTP requests waiting for the answer from the server's new port; size it for the nodes "+
 			"that boot at once")
