@@ -9,6 +9,7 @@ import (
 
 	"github.com/cilium/ebpf"
 	"github.com/cilium/ebpf/asm"
+	"golang.org/x/sys/unix"
 
 	"portwatch/bpf"
 )
@@ -473,6 +474,76 @@ func BenchmarkKernelPrimitives(b *testing.B) {
 			b.ReportMetric(progNs-emptyNs, "above-empty-ns/op")
 		})
 		_ = prog.Close()
+	}
+}
+
+// BenchmarkSlotWrite times what the tables' layout decides for a new
+// entry: a program that only writes a 144-byte slot (an exchange slot's
+// size) in an array of 18 MiB (the exchange table's size before it became
+// an arena), either the slot after the last run's (as the arena's chunks
+// are filled) or one at a random place (as a slot chosen by the key's hash
+// would be). No load and no atomic, and the array stays warm from one run
+// to the next: a floor, which the cold lines of a real table only raise.
+func BenchmarkSlotWrite(b *testing.B) {
+	requirePrivileged(b)
+	const slots, slotBytes = 2 * DefaultMaxExchanges, 144
+	newArray := func(flags uint32, entries, value uint32) *ebpf.Map {
+		m, err := ebpf.NewMap(&ebpf.MapSpec{Type: ebpf.Array, KeySize: 4, ValueSize: value, MaxEntries: entries, Flags: flags})
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { _ = m.Close() })
+		return m
+	}
+	arena := newArray(unix.BPF_F_MMAPABLE, slots, slotBytes)
+	runs := newArray(0, 1, 8)
+	// The run number: runs[0]++, in R7.
+	lookup := func(m *ebpf.Map, keyReg asm.Register) asm.Instructions {
+		return asm.Instructions{
+			asm.StoreMem(asm.RFP, -8, keyReg, asm.Word),
+			asm.LoadMapPtr(asm.R1, m.FD()),
+			asm.Mov.Reg(asm.R2, asm.RFP),
+			asm.Add.Imm(asm.R2, -8),
+			asm.FnMapLookupElem.Call(),
+			asm.JEq.Imm(asm.R0, 0, "out"),
+		}
+	}
+	program := func(random bool) asm.Instructions {
+		ins := asm.Instructions{asm.Mov.Imm(asm.R6, 0)}
+		ins = append(ins, lookup(runs, asm.R6)...)
+		ins = append(ins,
+			asm.LoadMem(asm.R7, asm.R0, 0, asm.DWord),
+			asm.Mov.Reg(asm.R8, asm.R7),
+			asm.Add.Imm(asm.R8, 1),
+			asm.StoreMem(asm.R0, 0, asm.R8, asm.DWord),
+		)
+		if random {
+			// A multiplicative hash of the run number.
+			ins = append(ins, asm.Mul.Imm(asm.R7, -1640531535), asm.RSh.Imm(asm.R7, 12))
+		}
+		ins = append(ins, asm.And.Imm(asm.R7, slots-1))
+		ins = append(ins, lookup(arena, asm.R7)...)
+		for off := int16(0); off < slotBytes; off += 8 {
+			ins = append(ins, asm.StoreMem(asm.R0, off, asm.R8, asm.DWord))
+		}
+		return append(ins, asm.Mov.Imm(asm.R0, xdpPass).WithSymbol("out"), asm.Return())
+	}
+	frame := tcpFrame(b, ap(hostsFor(1, false).c, 40000), ap(hostsFor(1, false).s, 3001), flagPSHACK, 1, nil)
+	empty := emptyProgram(b, ebpf.XDP, xdpPass)
+	for _, random := range []bool{false, true} {
+		prog, err := ebpf.NewProgram(&ebpf.ProgramSpec{Name: "slot_write", Type: ebpf.XDP, License: "GPL", Instructions: program(random)})
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { _ = prog.Close() })
+		name := "next-slot"
+		if random {
+			name = "random-slot"
+		}
+		b.Run(name, func(b *testing.B) {
+			progNs, emptyNs := benchFrames(b, prog, empty, [][]byte{frame})
+			b.ReportMetric(progNs-emptyNs, "above-empty-ns/op")
+		})
 	}
 }
 
