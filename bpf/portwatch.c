@@ -399,6 +399,7 @@ enum claim {
 	CLAIM_FOUND,   /* the key's slot */
 	CLAIM_NEW,     /* a free slot: the caller writes the value and publishes */
 	CLAIM_EVICTED, /* a slot that gave way: likewise */
+	CLAIM_NONE,    /* nothing to store (a reset of no known exchange) */
 };
 
 /* Reserve the next chunk of the arena for this CPU. */
@@ -463,18 +464,23 @@ static __always_inline void slot_publish(struct table *t, void *slot, __u64 h, _
 	__sync_lock_test_and_set((__u32 *)slot, key_tag(h));
 }
 
-/* The slot of key: found (CLAIM_FOUND), or else a new one as table_take
- * gives it, holding the key. *out is NULL when neither worked; else *at is
- * the slot's index. */
+/* A new slot for key, as table_take gives it, holding the key. *out is
+ * NULL when none could be taken; else *at is the slot's index. */
+static __always_inline int table_insert(struct table *t, const __u64 *key, int words, void **out, __u32 *at)
+{
+	int got = table_take(t, out, at);
+	if (*out)
+		__builtin_memcpy(SLOT_KEY(*out), key, words * 8);
+	return got;
+}
+
+/* The slot of key: found (CLAIM_FOUND), or else a new one (table_insert). */
 static __always_inline int table_get(struct table *t, const __u64 *key, int words, __u64 h, void **out, __u32 *at)
 {
 	*out = table_find(t, key, words, h, at);
 	if (*out)
 		return CLAIM_FOUND;
-	int got = table_take(t, out, at);
-	if (*out)
-		__builtin_memcpy(SLOT_KEY(*out), key, words * 8);
-	return got;
+	return table_insert(t, key, words, out, at);
 }
 
 static __always_inline struct port_entry *port_lookup(__u32 slot, __u16 port)
@@ -580,8 +586,10 @@ enum exchange_op_kind {
 
 struct exchange_op {
 	struct exchange_key key;
-	__u32 seq;  /* OP_SYN: the sequence number; OP_DHCP_*: the xid */
-	__u16 port; /* OP_SYN: the source port */
+	/* OP_SYN: the sequence number; OP_RESET: the acknowledgment number;
+	 * OP_DHCP_*: the xid */
+	__u32 seq;
+	__u16 port; /* OP_SYN: the source port; OP_RESET: the destination port */
 	__u16 kind; /* enum exchange_op_kind */
 };
 
@@ -635,6 +643,17 @@ static __always_inline void exchange_init(struct exchange_value *v, struct excha
 
 static __always_inline void exchange_apply(struct exchange_value *v, struct exchange_op *op, __u64 now)
 {
+	if (op->kind == OP_RESET) {
+		/* A reset rejects the exchange only when it answers the last
+		 * SYN: to that SYN's port, acknowledging its sequence number. A
+		 * reset of another connection (an old one the server forgot,
+		 * beside the client's new attempt) says nothing of this one. */
+		if (v->last_port == op->port && v->last_seq + 1 == op->seq && (v->attempts | v->retransmits)) {
+			v->last_seen = now;
+			__sync_fetch_and_add(&v->resets, 1);
+		}
+		return;
+	}
 	v->last_seen = now;
 	switch (op->kind) {
 	case OP_SYN:
@@ -676,14 +695,17 @@ static __always_inline int exchange_touch(struct exchange_op *op, __u32 *at)
 	__u64 *key = (__u64 *)&op->key;
 	__u64 h = key_hash(key, KEY_WORDS(op->key));
 	struct table t = TABLE_OF(exchanges, TABLE_EXCHANGES);
-	struct exchange_slot *slot;
-	int got = table_get(&t, key, KEY_WORDS(op->key), h, (void **)&slot, at);
+	struct exchange_slot *slot = table_find(&t, key, KEY_WORDS(op->key), h, at);
+	if (slot) {
+		exchange_apply(&slot->value, op, now);
+		return CLAIM_FOUND;
+	}
+	/* A reset answers a SYN that the exchange holds: none without it. */
+	if (op->kind == OP_RESET)
+		return CLAIM_NONE;
+	int got = table_insert(&t, key, KEY_WORDS(op->key), (void **)&slot, at);
 	if (!slot)
 		return CLAIM_FAILED;
-	if (got == CLAIM_FOUND) {
-		exchange_apply(&slot->value, op, now);
-		return got;
-	}
 	exchange_init(&slot->value, op, now);
 	slot_publish(&t, slot, h, *at);
 	return got;
@@ -697,7 +719,7 @@ __noinline __u64 exchange_update(struct exchange_op *op)
 		return CLAIM_FAILED;
 	__u32 at = 0;
 	int got = exchange_touch(op, &at);
-	if (got == CLAIM_FAILED)
+	if (got == CLAIM_FAILED || got == CLAIM_NONE)
 		return got;
 	return ((__u64)at + 1) << 8 | got;
 }
@@ -915,6 +937,21 @@ static __always_inline void exchange_syn(struct pkt *p, __u16 service, __u16 spo
 	exchange_record(p, &op);
 }
 
+/* A reset from the server (with an acknowledgment: a SYN's answer has one)
+ * to the client's port, acknowledging ack. */
+static __always_inline void exchange_reset(struct pkt *p, __u16 service, __u16 dport, __u32 ack)
+{
+	struct exchange_op op = {};
+	__builtin_memcpy(op.key.client, p->dst, 16);
+	__builtin_memcpy(op.key.server, p->src, 16);
+	op.key.service = service;
+	op.key.kind = EXCHANGE_IP;
+	op.kind = OP_RESET;
+	op.port = dport;
+	op.seq = ack;
+	exchange_record(p, &op);
+}
+
 static __always_inline void record_unexpected(struct pkt *p, __u8 proto, __u32 *server, __u16 port, __u32 *client)
 {
 	struct unexpected_op op = {};
@@ -990,8 +1027,8 @@ static __always_inline void on_tcp(struct pkt *p, struct tcphdr *th)
 		exchange_syn(p, r.service, sport, bpf_ntohl(th->seq));
 	else if (syn && ack)
 		exchange_ip(p, r.service, p->dst, p->src, OP_ANSWER);
-	else if (rst && r.dir == DIR_REPLY)
-		exchange_ip(p, r.service, p->dst, p->src, OP_RESET);
+	else if (rst && ack && r.dir == DIR_REPLY)
+		exchange_reset(p, r.service, dport, bpf_ntohl(th->ack_seq));
 }
 
 static __always_inline void on_dhcp(struct pkt *p, void *payload, __u16 service, int port_dir)

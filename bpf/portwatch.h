@@ -83,7 +83,7 @@ struct exchange_value {
 	__u64 attempts;	   /* SYNs (not retransmits), UDP requests */
 	__u64 retransmits; /* SYNs repeating the last one's port and sequence */
 	__u64 answers;	   /* SYN-ACKs, UDP answers, DHCP answers to the xid */
-	__u64 resets;	   /* RSTs from the server */
+	__u64 resets;	   /* RSTs from the server answering the last SYN */
 	__u64 icmp_closed;
 	__u64 icmp_filtered;
 	__u64 icmp_other;

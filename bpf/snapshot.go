@@ -96,7 +96,8 @@ type ExchangeCounters struct {
 	// TFTP from the server's ephemeral port), DHCP replies with the
 	// request's transaction id.
 	Answers uint64
-	// Resets counts RSTs sent by the server side.
+	// Resets counts RSTs from the server that answer the exchange's last
+	// SYN (to its port, acknowledging its sequence number).
 	Resets uint64
 	// ICMP destination-unreachable errors quoting a request of the exchange.
 	ICMPClosed   uint64

@@ -549,8 +549,13 @@ func (t *Twin) onTCP(th []byte) {
 		if v := t.exchangeIP(r.service, t.dst, t.src); v != nil {
 			v.Answers++
 		}
-	case rst && r.dir == dirReply:
-		if v := t.exchangeIP(r.service, t.dst, t.src); v != nil {
+	case rst && ack && r.dir == dirReply:
+		// Only the answer to the last SYN: to its port, acknowledging
+		// its sequence number.
+		v := t.exchanges.get(t.dst, t.src, exchangeTail(r.service, PortwatchExchangeKindEXCHANGE_IP))
+		if v != nil && v.LastPort == dport && v.LastSeq+1 == binary.BigEndian.Uint32(th[8:12]) &&
+			v.Attempts|v.Retransmits != 0 {
+			v.LastSeen = t.now
 			v.Resets++
 		}
 	}

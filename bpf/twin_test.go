@@ -96,6 +96,14 @@ func init() {
 			parse:     pc(exchangeNew, 1),
 			exchanges: []exchange{ex(xcatd, node, mn, bpf.ExchangeCounters{Attempts: 1, Resets: 1})},
 		},
+		"tcp-reset-other-connection": {
+			services:  map[catalog.ServiceID]bpf.ServiceCounters{xcatd: {Packets: 4, Requests: 1, Replies: 3, SYN: 1, RST: 3}},
+			parse:     pc(exchangeNew, 1),
+			exchanges: []exchange{ex(xcatd, node, mn, bpf.ExchangeCounters{Attempts: 1})},
+		},
+		"tcp-reset-of-no-exchange": {
+			services: map[catalog.ServiceID]bpf.ServiceCounters{xcatd: {Packets: 1, Replies: 1, RST: 1}},
+		},
 		"tcp-reset-from-client": {
 			services: map[catalog.ServiceID]bpf.ServiceCounters{xcatd: {Packets: 1, Requests: 1, RST: 1}},
 		},

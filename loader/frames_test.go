@@ -52,7 +52,6 @@ type tcpFlags struct{ syn, ack, rst, psh, fin bool }
 var (
 	flagSYN    = tcpFlags{syn: true}
 	flagSYNACK = tcpFlags{syn: true, ack: true}
-	flagRSTACK = tcpFlags{rst: true, ack: true}
 	flagRST    = tcpFlags{rst: true}
 	flagACK    = tcpFlags{ack: true}
 	flagPSHACK = tcpFlags{psh: true, ack: true}
@@ -68,6 +67,17 @@ func tcpFrame(tb testing.TB, src, dst netip.AddrPort, f tcpFlags, seq uint32, pa
 	}
 	_ = tcp.SetNetworkLayerForChecksum(ip)
 	return serialize(tb, eth, ip.(gopacket.SerializableLayer), tcp, gopacket.Payload(payload))
+}
+
+// rstAnswer is the RST, ACK with which server refuses the SYN of sequence
+// number synSeq that client sent.
+func rstAnswer(tb testing.TB, server, client netip.AddrPort, synSeq uint32) []byte {
+	tb.Helper()
+	eth, ip := ipLayers(server.Addr(), client.Addr(), layers.IPProtocolTCP)
+	tcp := &layers.TCP{SrcPort: layers.TCPPort(server.Port()), DstPort: layers.TCPPort(client.Port()),
+		RST: true, ACK: true, Ack: synSeq + 1}
+	_ = tcp.SetNetworkLayerForChecksum(ip)
+	return serialize(tb, eth, ip.(gopacket.SerializableLayer), tcp)
 }
 
 func udpFrame(tb testing.TB, src, dst netip.AddrPort, payload []byte) []byte {

@@ -177,7 +177,7 @@ func frameCases() []frameCase {
 			frames: func(tb testing.TB, h hosts) [][]byte {
 				return [][]byte{
 					tcpFrame(tb, ap(h.c, 40003), ap(h.s, 873), flagSYN, 1, nil),
-					tcpFrame(tb, ap(h.s, 873), ap(h.c, 40003), flagRSTACK, 0, nil),
+					rstAnswer(tb, ap(h.s, 873), ap(h.c, 40003), 1),
 				}
 			},
 			want: func(h hosts) delta {
@@ -186,6 +186,38 @@ func frameCases() []frameCase {
 					parse:     pcs{bpf.ParseExchangeNew: 1},
 					exchanges: exs{ipEx("rsync/tcp", h.c, h.s): {Attempts: 1, Resets: 1}},
 				}
+			},
+		},
+		frameCase{
+			// A server that forgot an old connection resets it while
+			// the client's new SYN waits: that reset answers no SYN of
+			// the exchange, nor does one acknowledging another sequence.
+			name:   "rst of another connection or sequence does not reject the syn",
+			family: v4And6,
+			frames: func(tb testing.TB, h hosts) [][]byte {
+				return [][]byte{
+					tcpFrame(tb, ap(h.c, 40005), ap(h.s, 873), flagSYN, 500, nil),
+					rstAnswer(tb, ap(h.s, 873), ap(h.c, 39000), 500),
+					rstAnswer(tb, ap(h.s, 873), ap(h.c, 40005), 77),
+					tcpFrame(tb, ap(h.s, 873), ap(h.c, 40005), flagRST, 0, nil),
+				}
+			},
+			want: func(h hosts) delta {
+				return delta{
+					services:  svcs{"rsync/tcp": {Packets: 4, Requests: 1, Replies: 3, SYN: 1, RST: 3}},
+					parse:     pcs{bpf.ParseExchangeNew: 1},
+					exchanges: exs{ipEx("rsync/tcp", h.c, h.s): {Attempts: 1}},
+				}
+			},
+		},
+		frameCase{
+			name:   "rst from the server with no exchange makes none",
+			family: v4And6,
+			frames: func(tb testing.TB, h hosts) [][]byte {
+				return [][]byte{rstAnswer(tb, ap(h.s, 873), ap(h.c, 40006), 500)}
+			},
+			want: func(h hosts) delta {
+				return delta{services: svcs{"rsync/tcp": {Packets: 1, Replies: 1, RST: 1}}}
 			},
 		},
 		frameCase{

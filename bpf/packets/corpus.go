@@ -71,7 +71,17 @@ func Corpus() []Case {
 		{"tcp-syn", [][]byte{syn}},
 		{"tcp-syn-retransmit", [][]byte{syn, syn, TCP(Node, MN, 40000, 3001, SYN, Options{Seq: 2000})}},
 		{"tcp-handshake", [][]byte{syn, synack, TCP(Node, MN, 40000, 3001, ACK, Options{Seq: 1001})}},
-		{"tcp-reset", [][]byte{syn, TCP(MN, Node, 3001, 40000, RSTACK, Options{})}},
+		{"tcp-reset", [][]byte{syn, TCP(MN, Node, 3001, 40000, RSTACK, Options{Ack: 1001})}},
+		// The server resets an old connection (port 39000) while the
+		// client's new SYN waits, then one acknowledging the wrong
+		// sequence: neither answers the SYN.
+		{"tcp-reset-other-connection", [][]byte{
+			syn,
+			TCP(MN, Node, 3001, 39000, RSTACK, Options{Ack: 1001}),
+			TCP(MN, Node, 3001, 40000, RSTACK, Options{Ack: 7}),
+			TCP(MN, Node, 3001, 40000, RST, Options{}),
+		}},
+		{"tcp-reset-of-no-exchange", [][]byte{TCP(MN, Node, 3001, 40000, RSTACK, Options{Ack: 1001})}},
 		{"tcp-reset-from-client", [][]byte{TCP(Node, MN, 40000, 3001, RST, Options{})}},
 		{"tcp-established-data", [][]byte{
 			TCP(Node, MN, 40000, 80, PSH|ACK, Options{Payload: make([]byte, 200)}),
@@ -81,7 +91,7 @@ func Corpus() []Case {
 		{"tcp-ssh-rsync-http", [][]byte{
 			TCP(Node, MN, 40010, 22, SYN, Options{Seq: 1}), TCP(MN, Node, 22, 40010, SYNACK, Options{}),
 			TCP(Node, MN, 40011, 873, SYN, Options{Seq: 1}), TCP(MN, Node, 873, 40011, SYNACK, Options{}),
-			TCP(Node, MN, 40012, 80, SYN, Options{Seq: 1}), TCP(MN, Node, 80, 40012, RSTACK, Options{}),
+			TCP(Node, MN, 40012, 80, SYN, Options{Seq: 1}), TCP(MN, Node, 80, 40012, RSTACK, Options{Ack: 2}),
 		}},
 		{"rsh-vs-syslog", [][]byte{
 			TCP(Node, MN, 1022, 514, SYN, Options{Seq: 1}),

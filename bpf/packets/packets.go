@@ -40,6 +40,9 @@ type Options struct {
 	IPv6Ext []layers.IPProtocol
 	Payload []byte
 	Seq     uint32
+	// Ack is the acknowledgment number of a segment with ACK set; 0
+	// means 1.
+	Ack uint32
 }
 
 // VLAN is one 802.1Q or 802.1ad tag.
@@ -64,7 +67,7 @@ func TCP(src, dst netip.Addr, sport, dport uint16, flags uint8, o Options) []byt
 		SYN: flags&SYN != 0, ACK: flags&ACK != 0, RST: flags&RST != 0, PSH: flags&PSH != 0,
 	}
 	if tcp.ACK {
-		tcp.Ack = 1
+		tcp.Ack = max(o.Ack, 1)
 	}
 	return frame(src, dst, layers.IPProtocolTCP, tcp, o)
 }

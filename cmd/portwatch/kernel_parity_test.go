@@ -41,7 +41,7 @@ func TestAnalyzeMatchesKernel(t *testing.T) {
 	snmp := packets.UDP(packets.MN, packets.Addr("10.0.3.2"), 40200, 161, packets.Options{Payload: []byte("get")})
 	cases := map[string][][]byte{
 		"silence": {status(0), status(1), status(2), status(3)},
-		"reset":   {xcatd, packets.TCP(packets.MN, packets.Node, 3001, 40100, packets.RSTACK, packets.Options{})},
+		"reset":   {xcatd, packets.TCP(packets.MN, packets.Node, 3001, 40100, packets.RSTACK, packets.Options{Ack: 10})},
 		"icmp":    {snmp, packets.Unreachable(packets.Addr("10.0.3.2"), 3, snmp), status(0), packets.Unreachable(packets.Router, 13, status(0))},
 		"unexpected": {packets.TCP(packets.Node, packets.MN, 40300, 8080, packets.SYN, packets.Options{}),
 			packets.TCP(packets.MN, packets.Node, 8080, 40300, packets.SYNACK, packets.Options{})},
