@@ -451,3 +451,87 @@ func (n ephemeralNote) set(tb testing.TB, v uint32) {
 		tb.Fatal(err)
 	}
 }
+
+// Two CPUs insert and look up at once in a table far too small, so that
+// their chunks interleave, slots give way under the other's lookups and
+// buckets fill: every exchange a snapshot shows must be one that was sent,
+// whole, with no more attempts than were sent.
+func TestTableConcurrentInserts(t *testing.T) {
+	if mustPossibleCPUs(t) < 2 {
+		t.Skip("needs two CPUs")
+	}
+	// Fewer clients than slots (hits on both CPUs at once, whose counts
+	// must all be kept), and many more (slots give way under lookups).
+	for _, clients := range []int{200, 2000} {
+		t.Run(fmt.Sprintf("%d clients", clients), func(t *testing.T) { testTableConcurrentInserts(t, clients) })
+	}
+}
+
+func testTableConcurrentInserts(t *testing.T, clients int) {
+	l := loadForTest(t, Config{Sizes: MapSizes{Exchanges: MinMapEntries}})
+	server := netip.MustParseAddr("10.9.0.1")
+	const perCPU = 20000
+	frames := make([][]byte, clients)
+	for i := range frames {
+		frames[i] = tcpFrame(t, ap(rigClient(i), 40000), ap(server, 22), flagSYN, uint32(i), nil)
+	}
+	errs := make(chan error, 2)
+	for cpu := range 2 {
+		go func() {
+			runtime.LockOSThread()
+			defer runtime.UnlockOSThread()
+			var set unix.CPUSet
+			set.Set(cpu)
+			if err := unix.SchedSetaffinity(0, &set); err != nil {
+				errs <- err
+				return
+			}
+			// Each CPU walks the clients in its own order, with
+			// repeats: new keys, hits and evictions mixed.
+			for n := range perCPU {
+				i := (n*7919 + cpu*1009) % clients
+				if cpu == 1 {
+					i = clients - 1 - i
+				}
+				if _, err := l.RunXDP(frames[i]); err != nil {
+					errs <- err
+					return
+				}
+			}
+			errs <- nil
+		}()
+	}
+	for range 2 {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	s := mustSnapshot(t, l)
+	sent := map[netip.Addr]bool{}
+	for i := range clients {
+		sent[rigClient(i)] = true
+	}
+	var attempts uint64
+	for _, e := range s.Exchanges {
+		if !sent[e.Key.Client] || e.Key.Server != server {
+			t.Errorf("an exchange nobody sent: %v", e.Key)
+		}
+		if e.Counters.Attempts == 0 {
+			t.Errorf("%v: no attempt", e.Key)
+		}
+		attempts += e.Counters.Attempts + e.Counters.Retransmits
+	}
+	if attempts > 2*perCPU {
+		t.Errorf("the table holds %d SYNs, %d were sent", attempts, 2*perCPU)
+	}
+	// Until the hand comes round (each CPU may leave a chunk unfinished)
+	// no slot gives way, and no count may be lost.
+	if s.Parse[bpf.ParseExchangeNew]+2*uint64(chunkMax) <= uint64(l.objs.Exchanges.MaxEntries()) && attempts != 2*perCPU {
+		t.Errorf("the table holds %d SYNs, %d were sent and nothing gave way", attempts, 2*perCPU)
+	}
+	if n := len(s.Exchanges); n == 0 || n > int(l.objs.Exchanges.MaxEntries()) {
+		t.Errorf("%d exchanges in %d slots", n, l.objs.Exchanges.MaxEntries())
+	}
+	t.Logf("%d exchanges, %d SYNs held, %d new entries, %d failed inserts", len(s.Exchanges), attempts,
+		s.Parse[bpf.ParseExchangeNew], s.Parse[bpf.ParseMapUpdateFailed])
+}
