@@ -48,6 +48,7 @@ type tableShape struct {
 // slotMask is the low bits of an index entry, which hold a slot + 1.
 func (s tableShape) slotMask() uint32 { return 1<<bits.Len32(s.slots) - 1 }
 
+// shapeTable lays out a table of entries keys for cpus CPUs.
 func shapeTable(entries, cpus int) tableShape {
 	chunk := min(max(entries/(4*max(cpus, 1)), 1), chunkMax)
 	slots := (entries + chunk - 1) / chunk * chunk
@@ -55,8 +56,9 @@ func shapeTable(entries, cpus int) tableShape {
 	return tableShape{slots: uint32(slots), buckets: uint32(buckets), chunk: uint32(chunk)}
 }
 
-// tableNames are a table's arena map, index map and the variables that
-// hold their sizes, in the order of the program's enum table_id.
+// tableNames are each table's arena and index maps, in the order of the
+// program's enum table_id; the variables that hold their sizes are named
+// after the arena.
 var tableNames = [...]struct{ arena, index string }{
 	bpf.PortwatchTableIdTABLE_EXCHANGES:  {bpf.PortwatchMapExchanges, bpf.PortwatchMapExchangesIndex},
 	bpf.PortwatchTableIdTABLE_EPHEMERAL:  {bpf.PortwatchMapEphemeral, bpf.PortwatchMapEphemeralIndex},

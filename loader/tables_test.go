@@ -18,6 +18,30 @@ import (
 	"portwatch/catalog"
 )
 
+// A table holds at least the entries asked for, in whole chunks; the
+// chunks of all CPUs fit in a quarter of it where it is large enough for a
+// slot each; its index has two entries per slot, and room in an entry for
+// every slot number.
+func TestShapeTable(t *testing.T) {
+	for _, entries := range []int{MinMapEntries, 1000, DefaultMaxExchanges, 100000, MaxMapEntries} {
+		for _, cpus := range []int{1, 2, 6, 128, 1024} {
+			s := shapeTable(entries, cpus)
+			switch {
+			case int(s.slots) < entries || s.slots%s.chunk != 0 || int(s.slots) >= entries+int(s.chunk):
+				t.Errorf("%d entries, %d CPUs: %d slots in chunks of %d", entries, cpus, s.slots, s.chunk)
+			case s.chunk < 1 || s.chunk > uint32(chunkMax):
+				t.Errorf("%d entries, %d CPUs: chunks of %d", entries, cpus, s.chunk)
+			case s.chunk > 1 && int(s.chunk)*cpus*4 > entries:
+				t.Errorf("%d entries, %d CPUs: chunks of %d take more than a quarter", entries, cpus, s.chunk)
+			case s.buckets&(s.buckets-1) != 0 || int(s.buckets)*bucketEntries < 2*int(s.slots):
+				t.Errorf("%d entries, %d CPUs: %d buckets for %d slots", entries, cpus, s.buckets, s.slots)
+			case s.slotMask() < s.slots || s.slotMask()&(s.slotMask()+1) != 0:
+				t.Errorf("%d entries: slot mask %#x for %d slots", entries, s.slotMask(), s.slots)
+			}
+		}
+	}
+}
+
 // keyHash is key_hash of portwatch.c over an exchange key: the tests use it
 // to pick keys that share an index bucket.
 func keyHash(k bpf.PortwatchExchangeKey, seed uint64) uint64 {
