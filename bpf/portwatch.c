@@ -911,7 +911,12 @@ static __always_inline __u32 exchange_record(struct pkt *p, struct exchange_op *
 	return r >> 8;
 }
 
-static __always_inline __u32 exchange_ip(struct pkt *p, __u16 service, __u32 *client, __u32 *server, int what)
+/* Apply what to the exchange of client with server. A TCP segment that
+ * changes it also gives the port and the sequence number it concerns: a
+ * SYN its source port and sequence number, a reset its destination port
+ * and acknowledgment number. */
+static __always_inline __u32 exchange_tcp(struct pkt *p, __u16 service, __u32 *client, __u32 *server, int what,
+					  __u16 port, __u32 seq)
 {
 	struct exchange_op op = {};
 	__builtin_memcpy(op.key.client, client, 16);
@@ -919,37 +924,14 @@ static __always_inline __u32 exchange_ip(struct pkt *p, __u16 service, __u32 *cl
 	op.key.service = service;
 	op.key.kind = EXCHANGE_IP;
 	op.kind = what;
+	op.port = port;
+	op.seq = seq;
 	return exchange_record(p, &op);
 }
 
-/* A SYN: a new attempt, unless it repeats the last SYN's port and sequence
- * number (a retransmit). */
-static __always_inline void exchange_syn(struct pkt *p, __u16 service, __u16 sport, __u32 seq)
+static __always_inline __u32 exchange_ip(struct pkt *p, __u16 service, __u32 *client, __u32 *server, int what)
 {
-	struct exchange_op op = {};
-	__builtin_memcpy(op.key.client, p->src, 16);
-	__builtin_memcpy(op.key.server, p->dst, 16);
-	op.key.service = service;
-	op.key.kind = EXCHANGE_IP;
-	op.kind = OP_SYN;
-	op.port = sport;
-	op.seq = seq;
-	exchange_record(p, &op);
-}
-
-/* A reset from the server (with an acknowledgment: a SYN's answer has one)
- * to the client's port, acknowledging ack. */
-static __always_inline void exchange_reset(struct pkt *p, __u16 service, __u16 dport, __u32 ack)
-{
-	struct exchange_op op = {};
-	__builtin_memcpy(op.key.client, p->dst, 16);
-	__builtin_memcpy(op.key.server, p->src, 16);
-	op.key.service = service;
-	op.key.kind = EXCHANGE_IP;
-	op.kind = OP_RESET;
-	op.port = dport;
-	op.seq = ack;
-	exchange_record(p, &op);
+	return exchange_tcp(p, service, client, server, what, 0, 0);
 }
 
 static __always_inline void record_unexpected(struct pkt *p, __u8 proto, __u32 *server, __u16 port, __u32 *client)
@@ -1023,12 +1005,13 @@ static __always_inline void on_tcp(struct pkt *p, struct tcphdr *th)
 		return;
 	}
 
+	/* A reset without ACK answers no SYN: a SYN's answer acknowledges it. */
 	if (syn && !ack)
-		exchange_syn(p, r.service, sport, bpf_ntohl(th->seq));
+		exchange_tcp(p, r.service, p->src, p->dst, OP_SYN, sport, bpf_ntohl(th->seq));
 	else if (syn && ack)
 		exchange_ip(p, r.service, p->dst, p->src, OP_ANSWER);
 	else if (rst && ack && r.dir == DIR_REPLY)
-		exchange_reset(p, r.service, dport, bpf_ntohl(th->ack_seq));
+		exchange_tcp(p, r.service, p->dst, p->src, OP_RESET, dport, bpf_ntohl(th->ack_seq));
 }
 
 static __always_inline void on_dhcp(struct pkt *p, void *payload, __u16 service, int port_dir)
