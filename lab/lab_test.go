@@ -114,6 +114,20 @@ func TestCaptureKeepsLastPackets(t *testing.T) {
 	}
 }
 
+// A client that exits 0 but leaves a child holding its output open is
+// still judged by what it did: the lab does not wait for the child, and the
+// run is not a failure.
+func TestRunOutputHeldOpen(t *testing.T) {
+	l := labtest.Start(t, lab.Config{Nodes: 1})
+	r := l.Run(context.Background(), l.Node(1), 20*time.Second, "sh", "-c", "echo started; sleep 8 & exit 0")
+	if r.Outcome != lab.OutcomeOK || !strings.Contains(r.Output, "started") {
+		t.Errorf("%v, want ok with its output", r)
+	}
+	if r.Duration > 7*time.Second {
+		t.Errorf("the run took %v: it waited for the child", r.Duration)
+	}
+}
+
 // TestTFTPNoHelper shows why the scenario blocks TFTP: the read request
 // reaches mn and the server sends DATA from a new port, but no DATA
 // reaches the node, because the firewall cannot relate it to the request.
