@@ -43,6 +43,9 @@ char LICENSE[] SEC("license") = "Dual BSD/GPL";
 
 /* The shortest BOOTP prefix that pairs an exchange: op .. chaddr[6]. */
 #define BOOTP_PAIR_BYTES 34
+/* The most data a SYN can carry: a reset answering it acknowledges its
+ * sequence number + 1 + its length. */
+#define SYN_DATA_MAX 0xffff
 #define TFTP_DATA 3
 #define TFTP_ERROR 5
 #define BOOTP_REQUEST 1
@@ -301,12 +304,13 @@ struct table {
 			.id = table_id})
 
 /* Note that a packet used a slot, so that the hand passes it by once. A
- * store only when the bit is not set: most packets find it set. */
+ * write only when the bit is not set (most packets find it set), and an
+ * atomic one: a plain store of the word read could put back the index
+ * entry of a key that just gave the slot up. */
 static __always_inline void slot_touch(void *slot)
 {
-	__u32 where = SLOT_WHERE(slot);
-	if (!(where & SLOT_REFERENCED))
-		SLOT_WHERE(slot) = where | SLOT_REFERENCED;
+	if (!(*(volatile __u32 *)&SLOT_WHERE(slot) & SLOT_REFERENCED))
+		__sync_fetch_and_or(&SLOT_WHERE(slot), SLOT_REFERENCED);
 }
 
 /* The published slot holding key, or NULL; *at is set to its index. */
@@ -359,8 +363,8 @@ static __always_inline void index_forget(struct table *t, __u32 where, __u32 sta
 
 /* Index the slot at idx, being written (state SLOT_BUSY), under its key's
  * hash: a free entry of the bucket, or else the one whose slot the hand
- * reaches first after idx (which it just passed). Returns the entry's
- * position for SLOT_WHERE, or SLOT_NOT_INDEXED. */
+ * reaches first. Returns the entry's position for SLOT_WHERE, or
+ * SLOT_NOT_INDEXED. */
 static __always_inline __u32 index_add(struct table *t, __u64 h, __u32 idx)
 {
 	__u32 b = (__u32)h & t->bucket_mask;
@@ -368,30 +372,38 @@ static __always_inline __u32 index_add(struct table *t, __u64 h, __u32 idx)
 	if (!bucket)
 		return SLOT_NOT_INDEXED;
 	__u32 want = index_entry(t, key_tag(h), idx);
-	__u32 victim = 0, nearest = 0xffffffff, victim_was = 0;
 #pragma clang loop unroll(disable)
 	for (int i = 0; i < BUCKET_ENTRIES; i++) {
 		__u32 *entry = &bucket->entry[i];
 		__u32 was = *(volatile __u32 *)entry;
-		if (!(was & t->slot_mask)) {
-			if (__sync_val_compare_and_swap(entry, was, want) == was)
-				return b * BUCKET_ENTRIES + i;
-			continue;
-		}
-		__u32 slot = (was & t->slot_mask) - 1;
-		__u32 d = slot > idx ? slot - idx : slot + t->slots - idx;
-		if (d < nearest) {
-			nearest = d;
-			victim = i;
-			victim_was = was;
-		}
+		if (!(was & t->slot_mask) && __sync_val_compare_and_swap(entry, was, want) == was)
+			return b * BUCKET_ENTRIES + i;
 	}
-	if (nearest == 0xffffffff)
+	/* A full bucket: the hand is read only now (chunks that other CPUs
+	 * reserved after this one's hold keys newer than idx's neighbours). */
+	__u64 hand = *(volatile __u64 *)&table_hands[t->id & (TABLE_COUNT - 1)] % t->slots;
+	/* The nearest, chosen without a branch: the verifier would otherwise
+	 * follow every combination of choices through the bucket. */
+	__u64 victim = 0, victim_was = 0, nearest = 0xffffffff;
+#pragma clang loop unroll(disable)
+	for (__u64 i = 0; i < BUCKET_ENTRIES; i++) {
+		__u64 was = *(volatile __u32 *)&bucket->entry[i];
+		__u64 slot = (was & t->slot_mask) - 1;
+		__u64 freed = -(slot >> 63); /* all ones if freed meanwhile */
+		__u64 d = (slot & ~freed) - hand;
+		d += t->slots & -(d >> 63); /* slots before the hand: a round later */
+		d |= freed & 0xffffffff;    /* never nearer than the start */
+		__u64 nearer = -((d - nearest) >> 63); /* all ones if d < nearest */
+		nearest = (d & nearer) | (nearest & ~nearer);
+		victim = (i & nearer) | (victim & ~nearer);
+		victim_was = (was & nearer) | (victim_was & ~nearer);
+	}
+	if (nearest >= t->slots)
 		return SLOT_NOT_INDEXED;
-	victim &= BUCKET_ENTRIES - 1;
-	if (__sync_val_compare_and_swap(&bucket->entry[victim], victim_was, want) != victim_was)
+	__u32 v = victim & (BUCKET_ENTRIES - 1);
+	if (__sync_val_compare_and_swap(&bucket->entry[v], (__u32)victim_was, want) != (__u32)victim_was)
 		return SLOT_NOT_INDEXED;
-	return b * BUCKET_ENTRIES + victim;
+	return b * BUCKET_ENTRIES + v;
 }
 
 enum claim {
@@ -415,8 +427,9 @@ static __always_inline void chunk_reserve(struct table *t, struct table_chunk *c
  * that no packet used since the hand last passed (its key gives way). A
  * used slot keeps its key and loses its mark, so that it gives way the next
  * time round, unless a packet uses it again. When TAKE_SCAN slots in a row
- * were all used, the next gives way whatever its mark, so that a new key
- * always finds room. The slot taken holds the state SLOT_BUSY. */
+ * were used or being written, the next gives way whatever its mark (unless
+ * it is being written: then nothing is taken). The slot taken holds the
+ * state SLOT_BUSY. */
 static __always_inline int table_take(struct table *t, void **out, __u32 *at)
 {
 	__u32 zero = 0;
@@ -443,7 +456,7 @@ static __always_inline int table_take(struct table *t, void **out, __u32 *at)
 			continue;
 		if (!(where & SLOT_REFERENCED))
 			break;
-		SLOT_WHERE(slot) = where & ~SLOT_REFERENCED;
+		__sync_fetch_and_and(&SLOT_WHERE(slot), ~SLOT_REFERENCED);
 	}
 	if (!slot || state == SLOT_BUSY || __sync_val_compare_and_swap(slot, state, SLOT_BUSY) != state)
 		return CLAIM_FAILED;
@@ -645,10 +658,12 @@ static __always_inline void exchange_apply(struct exchange_value *v, struct exch
 {
 	if (op->kind == OP_RESET) {
 		/* A reset rejects the exchange only when it answers the last
-		 * SYN: to that SYN's port, acknowledging its sequence number. A
-		 * reset of another connection (an old one the server forgot,
-		 * beside the client's new attempt) says nothing of this one. */
-		if (v->last_port == op->port && v->last_seq + 1 == op->seq && (v->attempts | v->retransmits)) {
+		 * SYN: to that SYN's port, acknowledging its sequence number
+		 * and any data it carried (TCP Fast Open). A reset of another
+		 * connection (an old one the server forgot, beside the
+		 * client's new attempt) says nothing of this one. */
+		if (v->last_port == op->port && op->seq - v->last_seq - 1 <= SYN_DATA_MAX &&
+		    (v->attempts | v->retransmits)) {
 			v->last_seen = now;
 			__sync_fetch_and_add(&v->resets, 1);
 		}

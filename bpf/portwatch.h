@@ -165,10 +165,11 @@ struct flow_value {
  * comes back to gives way to the new key (CLOCK), unless a packet used it
  * since the hand last passed: then it keeps its key for one more round. So
  * the keys that give way are ones no packet used for long, as in an LRU.
- * When TAKE_SCAN slots in a row were all used (the table holds more live
- * exchanges than it can), the next gives way anyway, so that a new key
- * always finds room. A chunk that a CPU left unfinished while the hand went
- * once round may make up to CHUNK_MAX newer keys give way early.
+ * When TAKE_SCAN slots in a row were used or being written (the table
+ * holds more live exchanges than it can), the next gives way anyway, so
+ * that a new key finds room unless that one too is being written. A chunk
+ * that a CPU left unfinished while the hand went once round may make up to
+ * CHUNK_MAX newer keys give way early.
  *
  * The index is an array of buckets, a cache line each: BUCKET_ENTRIES
  * entries of 32 bits, the slot + 1 in the low bits (as many as the arena
@@ -186,9 +187,10 @@ struct flow_value {
  * or 1). Its where notes its index entry, so that the entry goes when the
  * slot gives way, and the bit SLOT_REFERENCED, set by the packets that use
  * the slot and cleared by the hand. A count racing with the slot's giving
- * way may land in the key that takes it; the hand only takes slots that no
- * packet used for a round, so this needs a packet of an idle exchange to
- * arrive during the few instructions of the take.
+ * way may land in the key that takes it; the hand takes slots that no
+ * packet used for a round (unless the table is overfull), so this needs a
+ * packet of an idle exchange to arrive during the few instructions of the
+ * take.
  */
 enum table_shape {
 	/* Index entries per bucket: 4 bytes each, one cache line. */

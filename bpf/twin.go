@@ -167,6 +167,8 @@ const (
 	tcpSYN = 0x02
 	tcpRST = 0x04
 	tcpACK = 0x10
+	// synDataMax is the most data a SYN can carry (SYN_DATA_MAX).
+	synDataMax = 0xffff
 
 	tftpData  = 3
 	tftpError = 5
@@ -551,9 +553,9 @@ func (t *Twin) onTCP(th []byte) {
 		}
 	case rst && ack && r.dir == dirReply:
 		// Only the answer to the last SYN: to its port, acknowledging
-		// its sequence number.
+		// its sequence number and any data it carried.
 		v := t.exchanges.get(t.dst, t.src, exchangeTail(r.service, PortwatchExchangeKindEXCHANGE_IP))
-		if v != nil && v.LastPort == dport && v.LastSeq+1 == binary.BigEndian.Uint32(th[8:12]) &&
+		if v != nil && v.LastPort == dport && binary.BigEndian.Uint32(th[8:12])-v.LastSeq-1 <= synDataMax &&
 			v.Attempts|v.Retransmits != 0 {
 			v.LastSeen = t.now
 			v.Resets++

@@ -101,6 +101,11 @@ func init() {
 			parse:     pc(exchangeNew, 1),
 			exchanges: []exchange{ex(xcatd, node, mn, bpf.ExchangeCounters{Attempts: 1})},
 		},
+		"tcp-reset-syn-with-data": {
+			services:  map[catalog.ServiceID]bpf.ServiceCounters{xcatd: {Packets: 2, Requests: 1, Replies: 1, SYN: 1, RST: 1}},
+			parse:     pc(exchangeNew, 1),
+			exchanges: []exchange{ex(xcatd, node, mn, bpf.ExchangeCounters{Attempts: 1, Resets: 1})},
+		},
 		"tcp-reset-of-no-exchange": {
 			services: map[catalog.ServiceID]bpf.ServiceCounters{xcatd: {Packets: 1, Replies: 1, RST: 1}},
 		},

@@ -54,8 +54,8 @@ type MapMemory struct {
 // EstimateMemory models the kernel memory of every map at the given sizes on
 // a machine with cpus possible CPUs. It needs no privileges: sizes come from
 // the embedded object. The tables do not grow with cpus: each is an arena
-// and an index shared by all CPUs (only a table too small for cpus chunks
-// of the largest size is rounded up to whole chunks, a few slots).
+// and an index shared by all CPUs. (cpus sets the size of the chunks that
+// CPUs reserve, and an arena is rounded up to whole chunks: a few slots.)
 func EstimateMemory(sizes MapSizes, cpus int) ([]MapMemory, error) {
 	if cpus < 1 {
 		return nil, fmt.Errorf("EstimateMemory: %d CPUs", cpus)

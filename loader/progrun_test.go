@@ -189,6 +189,25 @@ func frameCases() []frameCase {
 			},
 		},
 		frameCase{
+			// A SYN with data (TCP Fast Open): the reset acknowledges
+			// the data too.
+			name:   "rst answering a syn that carried data rejects it",
+			family: v4And6,
+			frames: func(tb testing.TB, h hosts) [][]byte {
+				return [][]byte{
+					tcpFrame(tb, ap(h.c, 40007), ap(h.s, 873), flagSYN, 900, make([]byte, 100)),
+					rstAnswer(tb, ap(h.s, 873), ap(h.c, 40007), 900+100),
+				}
+			},
+			want: func(h hosts) delta {
+				return delta{
+					services:  svcs{"rsync/tcp": {Packets: 2, Requests: 1, Replies: 1, SYN: 1, RST: 1}},
+					parse:     pcs{bpf.ParseExchangeNew: 1},
+					exchanges: exs{ipEx("rsync/tcp", h.c, h.s): {Attempts: 1, Resets: 1}},
+				}
+			},
+		},
+		frameCase{
 			// A server that forgot an old connection resets it while
 			// the client's new SYN waits: that reset answers no SYN of
 			// the exchange, nor does one acknowledging another sequence.

@@ -279,6 +279,75 @@ func sshService(t *testing.T) catalog.ServiceID {
 	return ssh.ID
 }
 
+// The entry that gives way in a full bucket is the one whose slot the
+// hand reaches first, whichever CPU inserts: not the key that another CPU
+// inserted a moment ago in a chunk it reserved after this CPU's.
+func TestTableFullBucketVictimByHand(t *testing.T) {
+	cpus := mustPossibleCPUs(t)
+	if cpus < 2 {
+		t.Skip("needs two CPUs")
+	}
+	const seed, entries = 0x5eed, 4096
+	shape := shapeTable(entries, cpus)
+	r := newTableRig(t, Config{Sizes: MapSizes{Exchanges: entries}, tableSeed: seed})
+	buckets := uint64(r.l.objs.ExchangesIndex.MaxEntries())
+	bucketOf := func(c netip.Addr) uint64 { return keyHash(exchangeKeyOf(c, r.server, r.ssh), seed) & (buckets - 1) }
+	// Clients of bucket 0 (full once BUCKET_ENTRIES of them are in) and
+	// of others, to move CPU 0 to its next chunk.
+	var in0, others []netip.Addr
+	for i := 0; len(in0) <= int(bpf.PortwatchTableShapeBUCKET_ENTRIES) || len(others) < int(shape.chunk); i++ {
+		if c := rigClient(i); bucketOf(c) == 0 {
+			in0 = append(in0, c)
+		} else {
+			others = append(others, c)
+		}
+	}
+	entriesPerBucket := int(bpf.PortwatchTableShapeBUCKET_ENTRIES)
+	first, older := in0[0], in0[:entriesPerBucket-1]
+	newer, last := in0[entriesPerBucket-1], in0[entriesPerBucket]
+	// CPU 0 (this thread): the older keys, then others to the end of
+	// its first chunk and one into its second.
+	for _, c := range older {
+		r.syn(c, 40000)
+	}
+	fill := int(shape.chunk) - len(older) + 1
+	if fill < 1 {
+		t.Fatalf("chunks of %d slots: too small for this test", shape.chunk)
+	}
+	for _, c := range others[:fill] {
+		r.syn(c, 40000)
+	}
+	// CPU 1 inserts the newer key: a chunk after CPU 0's second.
+	done := make(chan error)
+	go func() {
+		runtime.LockOSThread()
+		defer runtime.UnlockOSThread()
+		var one unix.CPUSet
+		one.Set(1)
+		if err := unix.SchedSetaffinity(0, &one); err != nil {
+			done <- err
+			return
+		}
+		_, err := r.l.RunXDP(tcpFrame(t, ap(newer, 40000), ap(r.server, 22), flagSYN, 40000, nil))
+		done <- err
+	}()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	// The bucket is full; CPU 0's next key must push out the first key
+	// (slot 0, which the hand reaches first), not the newer one.
+	r.syn(last, 40000)
+	before := mustSnapshot(t, r.l).Parse[bpf.ParseExchangeNew]
+	r.syn(newer, 40001)
+	if after := mustSnapshot(t, r.l).Parse[bpf.ParseExchangeNew]; after != before {
+		t.Errorf("the newer key lost its index entry: its next SYN made a second slot")
+	}
+	r.syn(first, 40001)
+	if after := mustSnapshot(t, r.l).Parse[bpf.ParseExchangeNew]; after != before+1 {
+		t.Errorf("the first key kept its index entry: exchange_new %d, want %d", after, before+1)
+	}
+}
+
 func mustPossibleCPUs(t *testing.T) int {
 	t.Helper()
 	n, err := ebpf.PossibleCPU()

@@ -81,6 +81,10 @@ func Corpus() []Case {
 			TCP(MN, Node, 3001, 40000, RSTACK, Options{Ack: 7}),
 			TCP(MN, Node, 3001, 40000, RST, Options{}),
 		}},
+		{"tcp-reset-syn-with-data", [][]byte{
+			TCP(Node, MN, 40000, 3001, SYN, Options{Seq: 1000, Payload: make([]byte, 100)}),
+			TCP(MN, Node, 3001, 40000, RSTACK, Options{Ack: 1101}),
+		}},
 		{"tcp-reset-of-no-exchange", [][]byte{TCP(MN, Node, 3001, 40000, RSTACK, Options{Ack: 1001})}},
 		{"tcp-reset-from-client", [][]byte{TCP(Node, MN, 40000, 3001, RST, Options{})}},
 		{"tcp-established-data", [][]byte{
