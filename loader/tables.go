@@ -185,7 +185,7 @@ func readSlots[S any](slots []S, visit func(s *S)) {
 		}
 		stable := false
 		for range 3 {
-			s = slots[i]
+			loadSlot(&s, &slots[i])
 			now := atomic.LoadUint32(&head(&slots[i]).state)
 			if now == st && head(&s).state == st {
 				stable = true
@@ -199,6 +199,20 @@ func readSlots[S any](slots []S, visit func(s *S)) {
 		if stable {
 			visit(&s)
 		}
+	}
+}
+
+// loadSlot copies a slot a word at a time with atomic loads: they are
+// ordered before the load of the state that follows, so that on a machine
+// that reorders loads (arm64) the copy cannot take words of the next key
+// while the state still reads as this one's. A slot is a whole number of
+// 8-byte words (mapTable checks).
+func loadSlot[S any](dst, src *S) {
+	n := unsafe.Sizeof(*src) / 8
+	d := unsafe.Slice((*uint64)(unsafe.Pointer(dst)), n)
+	from := unsafe.Slice((*uint64)(unsafe.Pointer(src)), n)
+	for i := range from {
+		d[i] = atomic.LoadUint64(&from[i])
 	}
 }
 
