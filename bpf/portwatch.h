@@ -180,7 +180,8 @@ struct flow_value {
  * That slot stays in the arena, counted and read by userspace, but packets
  * no longer find it, and the key's next packet takes a new slot. Userspace
  * adds such copies of a key together, as it does the copies that two CPUs
- * make when they insert the same new key at once.
+ * make when they insert the same new key at once, and when one gives way
+ * while another lives on, keeps its counts in the key's total.
  *
  * A slot's state says whether its key can be read: empty, claimed by a CPU
  * that is writing its key, or published (the key's tag: hash bits, never 0

@@ -19,7 +19,7 @@ type snapshotBuffers struct {
 	parseVals   []bpf.PortwatchParseCounters   // one per CPU
 	// lastExchanges sizes the next snapshot's exchange list.
 	lastExchanges int
-	copies        copyIndex // readExchanges' scratch
+	exchanges     exchangeReader
 }
 
 // Snapshot reads the cumulative counters: per-service and parse counters
@@ -51,7 +51,7 @@ func (l *Loader) Snapshot() (bpf.Snapshot, error) {
 
 	// Growing a slice of 100,000 entries costs more than reading them.
 	snap.Exchanges = make([]bpf.ExchangeEntry, 0, l.snap.lastExchanges+l.snap.lastExchanges/8)
-	snap.Exchanges = readExchanges(l.exchangeTable, clock, snap.Exchanges, &l.snap.copies)
+	snap.Exchanges = l.snap.exchanges.read(l.exchangeTable, clock, snap.Exchanges)
 	l.snap.lastExchanges = len(snap.Exchanges)
 	snap.Unexpected = make(map[bpf.UnexpectedKey]bpf.UnexpectedCounters)
 	readUnexpected(l.unexpectedTable, clock, snap.Unexpected)

@@ -176,7 +176,7 @@ func head[S any](s *S) *slotHead { return (*slotHead)(unsafe.Pointer(s)) }
 // The kernel goes on writing while this reads: a slot whose state changes
 // during the copy is being given to another key, and is read again; one
 // that keeps changing is left out of this snapshot.
-func readSlots[S any](slots []S, visit func(s *S)) {
+func readSlots[S any](slots []S, visit func(i int, s *S)) {
 	var s S // one copy for all: visit's argument would make a slot's escape
 	for i := range slots {
 		st := atomic.LoadUint32(&head(&slots[i]).state)
@@ -197,7 +197,7 @@ func readSlots[S any](slots []S, visit func(s *S)) {
 			}
 		}
 		if stable {
-			visit(&s)
+			visit(i, &s)
 		}
 	}
 }
@@ -216,22 +216,134 @@ func loadSlot[S any](dst, src *S) {
 	}
 }
 
-// readExchanges appends the exchange table's entries to out, one per key.
-// copies is scratch, reused between snapshots.
-func readExchanges(t *slotTable[bpf.PortwatchExchangeSlot], clock bpf.Clock, out []bpf.ExchangeEntry,
-	copies *copyIndex) []bpf.ExchangeEntry {
-	copies.reset(cap(out) - len(out))
+// exchangeReader reads the exchange table into one entry per key, adding
+// up the key's copies. It keeps, between snapshots, what it takes for a
+// key's counts not to fall when one of its copies gives way while another
+// lives on (the classifier would take the fall for an eviction and count
+// the living copy's counts again): the copies of the keys that had several,
+// and the counts of those that gave way since, carried in the key's total
+// until the key itself is gone.
+type exchangeReader struct {
+	copies copyIndex
+	// firstSlot is, per entry of the snapshot being read, its first copy's
+	// slot; several holds the entries that have more copies.
+	firstSlot []int
+	several   map[int]*severalCopies
+	// watched are the keys that had several copies, or counts carried, at
+	// the last snapshot.
+	watched map[bpf.PortwatchExchangeKey]*watchedKey
+}
+
+// keptCopy is one copy of a key as a snapshot read it.
+type keptCopy struct {
+	slot   int
+	counts bpf.ExchangeCounters
+}
+
+// severalCopies are the copies of one key that a snapshot read.
+type severalCopies struct {
+	raw    bpf.PortwatchExchangeKey
+	tag    uint32
+	copies []keptCopy
+}
+
+type watchedKey struct {
+	tag    uint32
+	copies []keptCopy
+	carry  *bpf.ExchangeCounters // counts of copies that gave way; nil: none
+}
+
+// read appends the table's entries to out.
+func (r *exchangeReader) read(t *slotTable[bpf.PortwatchExchangeSlot], clock bpf.Clock,
+	out []bpf.ExchangeEntry) []bpf.ExchangeEntry {
+	r.copies.reset(cap(out) - len(out))
+	r.firstSlot = r.firstSlot[:0]
+	if r.several == nil {
+		r.several = map[int]*severalCopies{}
+	}
+	clear(r.several)
 	base := len(out)
-	readSlots(t.slots, func(s *bpf.PortwatchExchangeSlot) {
+	readSlots(t.slots, func(i int, s *bpf.PortwatchExchangeSlot) {
 		key, c := bpf.Exchange(s.Key, s.Value, clock)
-		at, seen := copies.findOrAdd(s.State, len(out)-base, func(i int) bool { return out[base+i].Key == key })
-		if seen {
-			mergeExchange(&out[base+at].Counters, c)
+		e, seen := r.copies.findOrAdd(s.State, len(out)-base, func(j int) bool { return out[base+j].Key == key })
+		if !seen {
+			out = append(out, bpf.ExchangeEntry{Key: key, Counters: c})
+			r.firstSlot = append(r.firstSlot, i)
 			return
 		}
-		out = append(out, bpf.ExchangeEntry{Key: key, Counters: c})
+		sc, ok := r.several[e]
+		if !ok {
+			sc = &severalCopies{raw: s.Key, tag: s.State,
+				copies: []keptCopy{{slot: r.firstSlot[e], counts: out[base+e].Counters}}}
+			r.several[e] = sc
+		}
+		sc.copies = append(sc.copies, keptCopy{slot: i, counts: c})
+		mergeExchange(&out[base+e].Counters, c)
 	})
+	r.carry(t, clock, out[base:])
 	return out
+}
+
+// carry adds to the keys watched since the last snapshot the counts of
+// their copies that gave way since, and chooses the keys to watch until the
+// next. A key none of whose copies is left was evicted: what the table
+// holds of it now starts again, without a carry.
+func (r *exchangeReader) carry(t *slotTable[bpf.PortwatchExchangeSlot], clock bpf.Clock, entries []bpf.ExchangeEntry) {
+	next := make(map[bpf.PortwatchExchangeKey]*watchedKey, len(r.watched)+len(r.several))
+	for raw, w := range r.watched {
+		kept := false
+		carry := w.carry
+		for _, c := range w.copies {
+			if slotHolds(t, c.slot, w.tag, &raw) {
+				kept = true
+				continue
+			}
+			carry = addCounters(carry, c.counts)
+		}
+		if !kept {
+			continue
+		}
+		key, _ := bpf.Exchange(raw, bpf.PortwatchExchangeValue{}, clock)
+		e, ok := r.copies.find(w.tag, func(j int) bool { return entries[j].Key == key })
+		if !ok {
+			continue // gone since the read: evicted
+		}
+		copies := r.copiesOf(e, entries)
+		if carry != nil {
+			mergeExchange(&entries[e].Counters, *carry)
+		}
+		next[raw] = &watchedKey{tag: w.tag, copies: copies, carry: carry}
+	}
+	for _, sc := range r.several {
+		if _, ok := next[sc.raw]; !ok {
+			next[sc.raw] = &watchedKey{tag: sc.tag, copies: sc.copies}
+		}
+	}
+	r.watched = next
+}
+
+// copiesOf is entry e's copies as this snapshot read them, before any carry.
+func (r *exchangeReader) copiesOf(e int, entries []bpf.ExchangeEntry) []keptCopy {
+	if sc, ok := r.several[e]; ok {
+		return sc.copies
+	}
+	return []keptCopy{{slot: r.firstSlot[e], counts: entries[e].Counters}}
+}
+
+// slotHolds reports whether slot i still holds the published key raw.
+func slotHolds(t *slotTable[bpf.PortwatchExchangeSlot], i int, tag uint32, raw *bpf.PortwatchExchangeKey) bool {
+	s := &t.slots[i]
+	return atomic.LoadUint32(&head(s).state) == tag && s.Key == *raw
+}
+
+// addCounters adds d to the counts in c (nil: none yet).
+func addCounters(c *bpf.ExchangeCounters, d bpf.ExchangeCounters) *bpf.ExchangeCounters {
+	if c == nil {
+		return &d
+	}
+	sum := *c
+	mergeExchange(&sum, d)
+	return &sum
 }
 
 // copyIndex finds the entry that an earlier copy of a key made. It hashes
@@ -283,6 +395,20 @@ func (c *copyIndex) resize(size int) {
 // kernel sets bit 1).
 func (c *copyIndex) home(tag uint32) uint32 { return tag >> 2 & c.mask }
 
+// find returns the entry of a key with this tag for which same reports
+// true.
+func (c *copyIndex) find(tag uint32, same func(int) bool) (at int, ok bool) {
+	for i := c.home(tag); ; i = (i + 1) & c.mask {
+		s := &c.slots[i]
+		if s.at == 0 {
+			return 0, false
+		}
+		if s.tag == tag && same(int(s.at-1)) {
+			return int(s.at - 1), true
+		}
+	}
+}
+
 // findOrAdd returns the entry of an earlier copy of a key with this tag,
 // for which same reports true, or else notes entry as the key's and
 // returns it with seen false.
@@ -304,7 +430,7 @@ func (c *copyIndex) findOrAdd(tag uint32, entry int, same func(int) bool) (at in
 
 // readUnexpected fills out from the unexpected-port table.
 func readUnexpected(t *slotTable[bpf.PortwatchUnexpectedSlot], clock bpf.Clock, out map[bpf.UnexpectedKey]bpf.UnexpectedCounters) {
-	readSlots(t.slots, func(s *bpf.PortwatchUnexpectedSlot) {
+	readSlots(t.slots, func(_ int, s *bpf.PortwatchUnexpectedSlot) {
 		key, c := bpf.Unexpected(s.Key, s.Value, clock)
 		if prev, ok := out[key]; ok {
 			c = mergeUnexpected(prev, c)

@@ -412,7 +412,8 @@ func testReadSlotsMergesCopies(t *testing.T, others int) {
 	slots[30].Key.Client[15] = 1
 	put(42, 6, 1, 9, 100, 100) // client 1 a third time
 	clock := func(stamp uint64) time.Time { return time.Unix(int64(stamp), 0) }
-	got := readExchanges(&slotTable[bpf.PortwatchExchangeSlot]{slots: all}, clock, nil, &copyIndex{})
+	var r exchangeReader
+	got := r.read(&slotTable[bpf.PortwatchExchangeSlot]{slots: all}, clock, nil)
 	type row struct {
 		client          byte
 		attempts        uint64
@@ -627,4 +628,62 @@ func testTableConcurrentInserts(t *testing.T, clients int) {
 	}
 	t.Logf("%d exchanges, %d SYNs held, %d new entries, %d failed inserts", len(s.Exchanges), attempts,
 		s.Parse[bpf.ParseExchangeNew], s.Parse[bpf.ParseMapUpdateFailed])
+}
+
+// When one copy of a key gives way while another lives on, the key's
+// counts do not fall: the copy's counts at the last snapshot are carried in
+// the key's total, for as long as some copy of the key is left. When none is
+// left the key was evicted, and what comes back starts again.
+func TestReadExchangesCarriesCopiesThatGaveWay(t *testing.T) {
+	slots := make([]bpf.PortwatchExchangeSlot, 32)
+	put := func(i int, tag uint32, client byte, attempts, first, last uint64) {
+		slots[i] = bpf.PortwatchExchangeSlot{State: tag}
+		slots[i].Key.Client[15] = client
+		slots[i].Key.Service = 7
+		slots[i].Value = bpf.PortwatchExchangeValue{Attempts: attempts, FirstSeen: first, LastSeen: last}
+	}
+	clock := func(stamp uint64) time.Time { return time.Unix(int64(stamp), 0) }
+	table := &slotTable[bpf.PortwatchExchangeSlot]{slots: slots}
+	var r exchangeReader
+	attempts := func(client byte) (uint64, int64) {
+		t.Helper()
+		var n uint64
+		var first int64
+		found := false
+		for _, e := range r.read(table, clock, nil) {
+			if e.Key.Client.As16()[15] == client {
+				if found {
+					t.Fatalf("client %d listed twice", client)
+				}
+				found, n, first = true, e.Counters.Attempts, e.Counters.FirstSeen.Unix()
+			}
+		}
+		return n, first
+	}
+	check := func(step string, client byte, want uint64, wantFirst int64) {
+		t.Helper()
+		if got, first := attempts(client); got != want || first != wantFirst {
+			t.Errorf("%s: client %d: %d attempts, first seen %d; want %d, %d", step, client, got, first, want, wantFirst)
+		}
+	}
+
+	put(3, 6, 1, 3, 100, 110) // copy A
+	put(9, 6, 1, 1, 105, 120) // copy B
+	put(4, 10, 2, 5, 100, 100)
+	check("two copies", 1, 4, 100)
+
+	put(3, 14, 3, 1, 130, 130) // A's slot gives way to another key
+	put(9, 6, 1, 2, 105, 140)  // B goes on
+	check("after A gave way", 1, 5, 100)
+	check("another key", 2, 5, 100)
+
+	put(9, 6, 1, 4, 105, 150)
+	check("with B alone", 1, 7, 100)
+
+	put(9, 18, 4, 1, 160, 160) // B gives way too
+	put(20, 6, 1, 1, 170, 170) // and the key comes back
+	check("evicted and back", 1, 1, 170)
+
+	put(20, 6, 1, 2, 170, 180)
+	check("back, no carry", 1, 2, 170)
 }
