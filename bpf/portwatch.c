@@ -766,7 +766,6 @@ __noinline int ephemeral_remember(struct ephemeral_op *op)
 	slot->value.seen = stamp();
 	if (got != CLAIM_FOUND) {
 		slot->value.service = op->service;
-		slot->value.pad = 0;
 		slot_publish(&t, slot, h, at);
 	}
 	return got;
@@ -887,7 +886,6 @@ __noinline int flow_note(struct flow_op *op)
 	if (got != CLAIM_FOUND) {
 		slot->value.seen = stamp();
 		slot->value.ways = op->way;
-		slot->value.pad = 0;
 		slot_publish(&t, slot, h, at);
 		return got;
 	}

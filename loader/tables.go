@@ -395,37 +395,37 @@ func (c *copyIndex) resize(size int) {
 // kernel sets bit 1).
 func (c *copyIndex) home(tag uint32) uint32 { return tag >> 2 & c.mask }
 
+// probe returns the slot holding the entry of a key with this tag for
+// which same reports true, or else the free slot where the search ended.
+func (c *copyIndex) probe(tag uint32, same func(int) bool) *copySlot {
+	for i := c.home(tag); ; i = (i + 1) & c.mask {
+		s := &c.slots[i]
+		if s.at == 0 || s.tag == tag && same(int(s.at-1)) {
+			return s
+		}
+	}
+}
+
 // find returns the entry of a key with this tag for which same reports
 // true.
 func (c *copyIndex) find(tag uint32, same func(int) bool) (at int, ok bool) {
-	for i := c.home(tag); ; i = (i + 1) & c.mask {
-		s := &c.slots[i]
-		if s.at == 0 {
-			return 0, false
-		}
-		if s.tag == tag && same(int(s.at-1)) {
-			return int(s.at - 1), true
-		}
-	}
+	s := c.probe(tag, same)
+	return int(s.at - 1), s.at != 0
 }
 
 // findOrAdd returns the entry of an earlier copy of a key with this tag,
 // for which same reports true, or else notes entry as the key's and
 // returns it with seen false.
 func (c *copyIndex) findOrAdd(tag uint32, entry int, same func(int) bool) (at int, seen bool) {
-	for i := c.home(tag); ; i = (i + 1) & c.mask {
-		s := &c.slots[i]
-		if s.at == 0 {
-			*s = copySlot{tag: tag, at: int32(entry + 1)}
-			if c.n++; 2*c.n > len(c.slots) {
-				c.resize(2 * len(c.slots))
-			}
-			return entry, false
-		}
-		if s.tag == tag && same(int(s.at-1)) {
-			return int(s.at - 1), true
-		}
+	s := c.probe(tag, same)
+	if s.at != 0 {
+		return int(s.at - 1), true
 	}
+	*s = copySlot{tag: tag, at: int32(entry + 1)}
+	if c.n++; 2*c.n > len(c.slots) {
+		c.resize(2 * len(c.slots))
+	}
+	return entry, false
 }
 
 // readUnexpected fills out from the unexpected-port table.

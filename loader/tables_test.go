@@ -61,16 +61,21 @@ func exchangeKeyOf(client, server netip.Addr, service catalog.ServiceID) bpf.Por
 	return bpf.PortwatchExchangeKey{Client: client.As16(), Server: server.As16(), Service: uint16(service)}
 }
 
-// onOneCPU pins the calling goroutine's thread to CPU 0 for the rest of
-// the test, so that every test run takes slots from that CPU's chunks, in
-// order. The thread stays locked: it ends with the test instead of going
+// pinThread locks the calling goroutine to its thread and the thread to
+// cpu, so that its test runs take slots from that CPU's chunks, in order.
+// The thread stays locked: it ends with the goroutine instead of going
 // back, pinned, to the scheduler.
+func pinThread(cpu int) error {
+	runtime.LockOSThread()
+	var set unix.CPUSet
+	set.Set(cpu)
+	return unix.SchedSetaffinity(0, &set)
+}
+
+// onOneCPU pins the test's goroutine to CPU 0 for the rest of the test.
 func onOneCPU(t *testing.T) {
 	t.Helper()
-	runtime.LockOSThread()
-	var one unix.CPUSet
-	one.Set(0)
-	if err := unix.SchedSetaffinity(0, &one); err != nil {
+	if err := pinThread(0); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -320,11 +325,7 @@ func TestTableFullBucketVictimByHand(t *testing.T) {
 	// CPU 1 inserts the newer key: a chunk after CPU 0's second.
 	done := make(chan error)
 	go func() {
-		runtime.LockOSThread()
-		defer runtime.UnlockOSThread()
-		var one unix.CPUSet
-		one.Set(1)
-		if err := unix.SchedSetaffinity(0, &one); err != nil {
+		if err := pinThread(1); err != nil {
 			done <- err
 			return
 		}
@@ -572,11 +573,7 @@ func testTableConcurrentInserts(t *testing.T, clients int) {
 	errs := make(chan error, 2)
 	for cpu := range 2 {
 		go func() {
-			runtime.LockOSThread()
-			defer runtime.UnlockOSThread()
-			var set unix.CPUSet
-			set.Set(cpu)
-			if err := unix.SchedSetaffinity(0, &set); err != nil {
+			if err := pinThread(cpu); err != nil {
 				errs <- err
 				return
 			}
