@@ -289,6 +289,9 @@ func (r *exchangeReader) read(t *slotTable[bpf.PortwatchExchangeSlot], clock bpf
 // next. A key none of whose copies is left was evicted: what the table
 // holds of it now starts again, without a carry.
 func (r *exchangeReader) carry(t *slotTable[bpf.PortwatchExchangeSlot], clock bpf.Clock, entries []bpf.ExchangeEntry) {
+	if len(r.watched) == 0 && len(r.several) == 0 {
+		return // the usual case: no key in two slots
+	}
 	next := make(map[bpf.PortwatchExchangeKey]*watchedKey, len(r.watched)+len(r.several))
 	for raw, w := range r.watched {
 		kept := false
